@@ -1,0 +1,64 @@
+# pyhost.scgi — the two commands of the README, and quicker targets for the development loop.
+#   make demo    brings the demo stack up in a local container and shows a live response
+#   make test    lint + unit + every Molecule scenario (what CI runs)
+#   make lint | make unit | make molecule SCENARIO=default | make images | make demo-down | make clean
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_FORCE_COLOR ?= 0
+export PY_COLORS ?= 0
+
+SCENARIOS := default debian13
+SCENARIO ?= $(SCENARIOS)
+DEMO_CONTAINER := pyhost-scgi-demo
+DEMO_PORT ?= 8080
+
+.PHONY: help venv lint unit molecule test demo demo-down images clean
+
+help:
+	@sed -n '2,4p' Makefile | sed 's/^# \{0,1\}//'
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-dev.txt
+	scripts/ensure-host-tools
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+lint: venv
+	yamllint --strict .
+	ansible-lint
+
+unit: venv
+	python -m pytest -q tests/unit
+
+# Local systemd images for Debian 12 and 13; rebuilt only when their recipe changes.
+images:
+	scripts/ensure-docker
+	mkdir -p .cache
+	scripts/build-image bookworm | tail -n 1 > .cache/image-bookworm
+	scripts/build-image trixie | tail -n 1 > .cache/image-trixie
+
+molecule: venv images
+	export PYHOST_IMAGE_BOOKWORM=$$(cat .cache/image-bookworm) PYHOST_IMAGE_TRIXIE=$$(cat .cache/image-trixie); \
+	for scenario in $(SCENARIO); do \
+	    echo "== molecule test -s $$scenario"; \
+	    molecule test -s $$scenario; \
+	done
+
+test: lint unit molecule
+
+demo: venv
+	scripts/ensure-docker
+	scripts/demo "$$(scripts/build-image bookworm | tail -n 1)" $(DEMO_CONTAINER) $(DEMO_PORT)
+
+demo-down:
+	docker rm -f $(DEMO_CONTAINER)
+
+clean: demo-down
+	rm -rf $(VENV) .cache .pytest_cache

@@ -1,0 +1,97 @@
+"""A framework-free WSGI application used by the pyhost.scgi molecule scenarios.
+
+Standard library only. Routes on PATH_INFO:
+
+* ``/redirect``: 302 to the absolute URL ``<mount>/target``, rebuilt from the
+  request as PEP 3333 describes (so it keeps the mount prefix);
+* anything else: 200 JSON describing the request and the serving process.
+"""
+
+import json
+import os
+import pwd
+from urllib.parse import quote
+
+
+def _wsgi_to_text(value):
+    """Decode a PEP 3333 "native string" (latin-1 carrying bytes) as UTF-8."""
+    return value.encode("latin-1").decode("utf-8", errors="replace")
+
+
+def _process_user():
+    uid = os.geteuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _read_body(environ):
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length <= 0:
+        return b""
+    return environ["wsgi.input"].read(length)
+
+
+def _host_url(environ):
+    """Scheme, host and port of the request (PEP 3333, URL reconstruction)."""
+    scheme = environ["wsgi.url_scheme"]
+    url = scheme + "://"
+    if environ.get("HTTP_HOST"):
+        url += environ["HTTP_HOST"]
+    else:
+        url += environ["SERVER_NAME"]
+        port = str(environ.get("SERVER_PORT", ""))
+        if scheme == "https":
+            if port and port != "443":
+                url += ":" + port
+        elif port and port != "80":
+            url += ":" + port
+    return url
+
+
+def application(environ, start_response):
+    path_info = environ.get("PATH_INFO", "")
+
+    if path_info == "/redirect":
+        location = (
+            _host_url(environ)
+            + quote(environ.get("SCRIPT_NAME", "").encode("latin-1"))
+            + "/target"
+        )
+        start_response(
+            "302 Found",
+            [
+                ("Location", location),
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", "0"),
+            ],
+        )
+        return [b""]
+
+    payload = {
+        "app": "hello",
+        "method": environ.get("REQUEST_METHOD", ""),
+        "script_name": _wsgi_to_text(environ.get("SCRIPT_NAME", "")),
+        "path_info": _wsgi_to_text(path_info),
+        "query": environ.get("QUERY_STRING", ""),
+        "body": _read_body(environ).decode("utf-8", errors="replace"),
+        "user": _process_user(),
+        "uid": os.geteuid(),
+        "pid": os.getpid(),
+        # What the deployment put into the environment; a secret's value is never echoed.
+        "greeting": os.environ.get("HELLO_GREETING"),
+        "has_token": bool(os.environ.get("HELLO_TOKEN")),
+    }
+    body = json.dumps(payload).encode("utf-8")
+    start_response(
+        "200 OK",
+        [
+            ("Content-Type", "application/json; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+        ],
+    )
+    return [body]

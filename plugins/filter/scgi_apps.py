@@ -1,0 +1,275 @@
+# Copyright: pyhost.scgi contributors
+# MIT License (see LICENSE)
+"""The one place where the ``scgi_apps`` schema is checked and completed.
+
+Every role of the collection reads the same list of apps. Checking it here,
+once, in plain Python, means that a mistake is reported the same way by every
+role (naming the app and the field) and before any task touches a host, and
+that the values the roles derive from it (paths, sockets, URLs) cannot drift
+apart between the worker and the Apache side.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+DOCUMENTATION = r"""
+name: scgi_apps
+short_description: Check the scgi_apps list and complete every app with defaults and derived values
+description:
+  - Validates each app of C(scgi_apps) and fails with a message naming the app and the field.
+  - Returns the apps with defaults filled in and derived values (paths, unit names, socket, proxy URL) added.
+  - Values of C(secret_env) are never returned, only their names (C(secret_env_keys)).
+options:
+  _input:
+    description: The C(scgi_apps) list.
+    type: list
+    elements: dict
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Complete the app list
+  ansible.builtin.set_fact:
+    _apps: "{{ scgi_apps | pyhost.scgi.scgi_apps }}"
+"""
+
+RETURN = r"""
+_value:
+  description: The completed apps.
+  type: list
+  elements: dict
+"""
+
+HOME_ROOT = "/srv/scgi"
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+WSGI_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+HOST_RE = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
+URL_PATH_RE = re.compile(r"^/([A-Za-z0-9._~-]+/)*$")
+TCP_RE = re.compile(r"^(?P<host>127(\.\d{1,3}){3}|localhost|\[::1\]):(?P<port>\d{1,5})$")
+
+# Accounts every Debian host already has: an app named like one of them would
+# take over a system identity.
+RESERVED_NAMES = frozenset(
+    "root daemon bin sys sync games man lp mail news uucp proxy www_data backup list irc gnats "
+    "nobody systemd_network systemd_resolve systemd_timesync messagebus sshd apache apache2 "
+    "_apt postgres mysql redis".split()
+)
+
+KNOWN_KEYS = frozenset(
+    "name state server_name server_aliases source requirements packages wsgi django protocol method "
+    "max_children max_requests listen mount apache_client static media env secret_env unit_settings".split()
+)
+
+DEFAULTS: dict[str, Any] = {
+    "state": "present",
+    "server_aliases": [],
+    "requirements": "requirements.txt",
+    "packages": [],
+    "django": None,
+    "protocol": "scgi",
+    "method": "prefork",
+    "max_children": "auto",
+    "max_requests": 0,
+    "listen": "unix",
+    "mount": "/",
+    "apache_client": "proxy",
+    "env": {},
+    "secret_env": {},
+    "unit_settings": {},
+}
+
+
+class AppError(AnsibleFilterError):
+    """A mistake in one app's definition."""
+
+    def __init__(self, app: str, field: str, message: str) -> None:
+        super().__init__(f"scgi_apps: app '{app}', field '{field}': {message}")
+
+
+def _relative_dir(app: str, field: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip("/"):
+        raise AppError(app, field, "must be a non-empty relative directory name")
+    if value.startswith("/") or ".." in value.split("/"):
+        raise AppError(app, field, f"'{value}' must stay inside the app's home (no leading '/', no '..')")
+    return value.strip("/")
+
+
+def _url_path(app: str, field: str, value: Any) -> str:
+    if not isinstance(value, str) or not URL_PATH_RE.match(value):
+        raise AppError(app, field, f"{value!r} must be a URL path that starts and ends with '/', like /static/")
+    return value
+
+
+def _check_source(name: str, source: Any) -> dict[str, Any]:
+    if not isinstance(source, dict):
+        raise AppError(name, "source", "is required: a mapping with exactly one of 'path' or 'archive'")
+    kinds = [kind for kind in ("path", "archive", "git") if source.get(kind)]
+    if len(kinds) != 1:
+        raise AppError(name, "source", f"needs exactly one of 'path' or 'archive', found {kinds or 'none'}")
+    if kinds == ["git"]:
+        raise AppError(name, "source.git", "is not supported yet: use 'path' or 'archive'")
+    return {"kind": kinds[0], "location": str(source[kinds[0]])}
+
+
+def _check_django(name: str, django: Any) -> dict[str, Any] | None:
+    if django is None:
+        return None
+    if not isinstance(django, dict) or not MODULE_RE.match(str(django.get("settings", ""))):
+        raise AppError(name, "django.settings", "must name the app's settings module, like blog.settings")
+    return {
+        "settings": django["settings"],
+        "migrate": bool(django.get("migrate", True)),
+        "collectstatic": bool(django.get("collectstatic", True)),
+        "debug": bool(django.get("debug", False)),
+    }
+
+
+def _check_listen(name: str, listen: Any) -> dict[str, Any]:
+    if listen == "unix":
+        return {"kind": "unix", "address": f"/run/scgi-{name}/{name}.sock"}
+    match = TCP_RE.match(str(listen))
+    if not match:
+        raise AppError(name, "listen", f"{listen!r} must be 'unix' or a loopback HOST:PORT like 127.0.0.1:4000")
+    port = int(match.group("port"))
+    if not 1024 <= port <= 65535:
+        raise AppError(name, "listen", f"port {port} must be between 1024 and 65535")
+    host = match.group("host")
+    return {"kind": "tcp", "address": f"{host}:{port}", "host": host.strip("[]"), "port": port}
+
+
+def _check_env(name: str, field: str, env: Any) -> dict[str, str]:
+    if not isinstance(env, dict):
+        raise AppError(name, field, "must be a mapping of VARIABLE: value")
+    for key, value in env.items():
+        if not ENV_KEY_RE.match(str(key)):
+            raise AppError(name, field, f"{key!r} is not a valid environment variable name")
+        if "\n" in str(value) or "\r" in str(value):
+            raise AppError(name, f"{field}.{key}", "must be a single line")
+    return {str(key): str(value) for key, value in env.items()}
+
+
+def _check_choice(name: str, app: dict[str, Any], field: str, choices: tuple[str, ...], later: str = "") -> None:
+    if app[field] not in choices:
+        hint = f" ({later})" if later else ""
+        raise AppError(name, field, f"{app[field]!r} must be one of {', '.join(choices)}{hint}")
+
+
+def _complete(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise AnsibleFilterError(f"scgi_apps: every item must be a mapping, got {raw!r}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise AppError(str(name), "name", "must match ^[a-z][a-z0-9_]{0,30}$ (it names the system user and unit)")
+    if name in RESERVED_NAMES:
+        raise AppError(name, "name", "is a system account name on Debian hosts; choose another")
+    unknown = sorted(set(raw) - KNOWN_KEYS)
+    if unknown:
+        raise AppError(name, unknown[0], f"is not a known field (known: {', '.join(sorted(KNOWN_KEYS))})")
+
+    app = {**DEFAULTS, **raw}
+    _check_choice(name, app, "state", ("present", "absent"))
+    home = f"{HOME_ROOT}/{name}"
+    app.update(
+        home=home,
+        code_dir=f"{home}/code",
+        venv_dir=f"{home}/venv",
+        state_dir=f"{home}/state",
+        config_dir=f"/etc/scgi/{name}",
+        service=f"scgi-{name}.service",
+        socket_unit=f"scgi-{name}.socket",
+        vhost=f"scgi-{name}.conf",
+        secret_env_keys=sorted(_check_env(name, "secret_env", app["secret_env"])),
+    )
+    del app["secret_env"]
+    if app["state"] == "absent":
+        return app
+
+    if not isinstance(app.get("server_name"), str) or not HOST_RE.match(app["server_name"]):
+        raise AppError(name, "server_name", f"{app.get('server_name')!r} must be a host name like blog.example.org")
+    for alias in app["server_aliases"]:
+        if not HOST_RE.match(str(alias)):
+            raise AppError(name, "server_aliases", f"{alias!r} is not a host name")
+    app["source"] = _check_source(name, app.get("source"))
+    if not isinstance(app.get("wsgi"), str) or not WSGI_RE.match(app["wsgi"]):
+        raise AppError(name, "wsgi", f"{app.get('wsgi')!r} must be module:callable, like blog.wsgi:application")
+    app["requirements"] = _relative_dir(name, "requirements", app["requirements"]) if app["requirements"] else ""
+    if not isinstance(app["packages"], list):
+        raise AppError(name, "packages", "must be a list of pip requirement strings")
+    app["django"] = _check_django(name, app["django"])
+    _check_choice(name, app, "protocol", ("scgi",), "fcgi and ajp are not supported yet")
+    _check_choice(name, app, "method", ("prefork", "threaded"))
+    _check_choice(name, app, "apache_client", ("proxy",), "mod_scgi is not supported yet")
+    if app["max_children"] != "auto" and not (isinstance(app["max_children"], int) and app["max_children"] >= 1):
+        raise AppError(name, "max_children", f"{app['max_children']!r} must be 'auto' or a whole number >= 1")
+    if not isinstance(app["max_requests"], int) or app["max_requests"] < 0:
+        raise AppError(name, "max_requests", f"{app['max_requests']!r} must be a whole number >= 0")
+    app["listen"] = _check_listen(name, app["listen"])
+    app["mount"] = _url_path(name, "mount", app["mount"])
+    app["script_name"] = app["mount"].rstrip("/")
+    app["env"] = _check_env(name, "env", app["env"])
+    if not isinstance(app["unit_settings"], dict):
+        raise AppError(name, "unit_settings", "must be a mapping of systemd [Service] directive: value")
+
+    for kind in ("static", "media"):
+        given = app.get(kind) or {}
+        if not isinstance(given, dict):
+            raise AppError(name, kind, "must be a mapping with 'url' and 'dir'")
+        files = {
+            "url": _url_path(name, f"{kind}.url", given.get("url", f"{app['mount']}{kind}/")),
+            "dir": f"{home}/{_relative_dir(name, f'{kind}.dir', given.get('dir', kind))}",
+            "source": _relative_dir(name, f"{kind}.source", given["source"]) if given.get("source") else "",
+        }
+        if files["dir"].split("/")[-1] in ("code", "venv", "state"):
+            raise AppError(name, f"{kind}.dir", "must not be the app's code, venv or state directory")
+        app[kind] = files
+    if app["static"]["source"] and app["django"] and app["django"]["collectstatic"]:
+        raise AppError(name, "static.source", "is for apps without collectstatic; Django apps collect their static files")
+    if app["media"]["source"]:
+        raise AppError(name, "media.source", "is not a field: media holds what the app writes")
+    if app["static"]["url"] == app["media"]["url"] or app["static"]["dir"] == app["media"]["dir"]:
+        raise AppError(name, "media", "must use a URL and a directory different from static")
+
+    if app["listen"]["kind"] == "unix":
+        app["proxy_url"] = f"unix:{app['listen']['address']}|scgi://{name}{app['mount']}"
+    else:
+        app["proxy_url"] = f"scgi://{app['listen']['address']}{app['mount']}"
+    return app
+
+
+def _check_unique(apps: list[dict[str, Any]]) -> None:
+    seen: dict[tuple[str, str], str] = {}
+    for app in apps:
+        if ("name", app["name"]) in seen:
+            raise AppError(app["name"], "name", "is defined twice")
+        seen[("name", app["name"])] = app["name"]
+        if app["state"] != "present":
+            continue
+        keys = [("server_name+mount", f"{host}{app['mount']}") for host in [app["server_name"], *app["server_aliases"]]]
+        if app["listen"]["kind"] == "tcp":
+            keys.append(("listen", f"port {app['listen']['port']}"))
+        for field, value in keys:
+            other = seen.setdefault((field, value), app["name"])
+            if other != app["name"]:
+                raise AppError(app["name"], field, f"{value} is already used by app '{other}'")
+
+
+def scgi_apps(apps: Any) -> list[dict[str, Any]]:
+    """Return the checked and completed apps; raise naming the app and field on any mistake."""
+    if not isinstance(apps, list):
+        raise AnsibleFilterError("scgi_apps must be a list of apps")
+    completed = [_complete(raw) for raw in apps]
+    _check_unique(completed)
+    return completed
+
+
+class FilterModule:
+    """Ansible entry point."""
+
+    def filters(self) -> dict[str, Any]:
+        return {"scgi_apps": scgi_apps}
