@@ -255,7 +255,7 @@ def test_every_worker_process_runs_as_the_app_user(host, app):
 def test_layout_owners_and_modes(host, app):
     name, home = app["name"], f"/srv/scgi/{app['name']}"
     expected = {
-        home: (name, WEB_GROUP, 0o710),
+        home: (name, name, 0o711),
         f"{home}/code": (name, name, 0o750),
         f"{home}/venv": (name, name, 0o750),
         f"{home}/state": (name, name, 0o750),

@@ -1,0 +1,101 @@
+"""The scgi_apps filter: what operators see when an app is right, and when it is wrong."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+_SPEC = importlib.util.spec_from_file_location(
+    "scgi_apps_filter", Path(__file__).resolve().parents[2] / "plugins" / "filter" / "scgi_apps.py"
+)
+scgi_apps_filter = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(scgi_apps_filter)
+scgi_apps = scgi_apps_filter.scgi_apps
+
+
+def app(**overrides: Any) -> dict[str, Any]:
+    base = {
+        "name": "blog",
+        "server_name": "blog.example.org",
+        "source": {"path": "apps/blog"},
+        "wsgi": "blog.wsgi:application",
+        "django": {"settings": "blog.settings"},
+    }
+    base.update(overrides)
+    return {key: value for key, value in base.items() if value is not None}
+
+
+def test_defaults_and_derived_values():
+    (blog,) = scgi_apps([app()])
+    assert blog["state"] == "present"
+    assert blog["home"] == "/srv/scgi/blog"
+    assert blog["service"] == "scgi-blog.service"
+    assert blog["socket_unit"] == "scgi-blog.socket"
+    assert blog["listen"] == {"kind": "unix", "address": "/run/scgi-blog/blog.sock"}
+    assert blog["proxy_url"] == "unix:/run/scgi-blog/blog.sock|scgi://blog/"
+    assert blog["script_name"] == ""
+    assert blog["static"] == {"url": "/static/", "dir": "/srv/scgi/blog/static", "source": ""}
+    assert blog["media"] == {"url": "/media/", "dir": "/srv/scgi/blog/media", "source": ""}
+    assert blog["django"] == {"settings": "blog.settings", "migrate": True, "collectstatic": True, "debug": False}
+    assert (blog["method"], blog["max_children"], blog["max_requests"]) == ("prefork", "auto", 0)
+
+
+def test_sub_path_mount_and_tcp_listen():
+    (blog,) = scgi_apps([app(mount="/blog/", listen="127.0.0.1:4000")])
+    assert blog["script_name"] == "/blog"
+    assert blog["static"]["url"] == "/blog/static/"
+    assert blog["proxy_url"] == "scgi://127.0.0.1:4000/blog/"
+    assert blog["listen"]["port"] == 4000
+
+
+def test_secret_values_never_leave_the_filter():
+    (blog,) = scgi_apps([app(secret_env={"API_TOKEN": "s3cr3t"})])
+    assert "secret_env" not in blog
+    assert blog["secret_env_keys"] == ["API_TOKEN"]
+    assert "s3cr3t" not in repr(blog)
+
+
+def test_absent_app_needs_only_its_name():
+    (gone,) = scgi_apps([{"name": "old", "state": "absent"}])
+    assert gone["service"] == "scgi-old.service"
+
+
+@pytest.mark.parametrize(
+    ("apps", "message"),
+    [
+        ([app(name="Blog")], "app 'Blog', field 'name'"),
+        ([app(name="root")], "app 'root', field 'name': is a system account"),
+        ([app(), app()], "app 'blog', field 'name': is defined twice"),
+        ([app(), app(name="shop")], "app 'shop', field 'server_name+mount': blog.example.org/ is already used by app 'blog'"),
+        ([app(listen="127.0.0.1:4000"), app(name="shop", server_name="shop.example.org", listen="127.0.0.1:4000")],
+         "app 'shop', field 'listen': port 4000 is already used by app 'blog'"),
+        ([app(source=None)], "app 'blog', field 'source': is required"),
+        ([app(source={"path": "a", "archive": "b.tar"})], "field 'source': needs exactly one of"),
+        ([app(source={"git": {"repo": "x"}})], "field 'source.git': is not supported yet"),
+        ([app(wsgi="blog.wsgi")], "app 'blog', field 'wsgi'"),
+        ([app(protocol="http")], "app 'blog', field 'protocol'"),
+        ([app(method="forking")], "app 'blog', field 'method'"),
+        ([app(max_children=0)], "field 'max_children'"),
+        ([app(max_requests=-1)], "field 'max_requests'"),
+        ([app(listen="0.0.0.0:4000")], "field 'listen': '0.0.0.0:4000' must be 'unix' or a loopback"),
+        ([app(listen="127.0.0.1:80")], "field 'listen': port 80"),
+        ([app(mount="blog")], "field 'mount'"),
+        ([app(static={"dir": "../etc"})], "field 'static.dir': '../etc' must stay inside"),
+        ([app(media={"dir": "/var/www"})], "field 'media.dir'"),
+        ([app(static={"dir": "code"})], "field 'static.dir': must not be the app's code"),
+        ([app(env={"BAD-NAME": "x"})], "field 'env': 'BAD-NAME'"),
+        ([app(secret_env={"TOKEN": "a\nb"})], "field 'secret_env.TOKEN': must be a single line"),
+        ([app(django={"settings": ""})], "field 'django.settings'"),
+        ([app(server_name="not a host")], "field 'server_name'"),
+        ([app(colour="blue")], "app 'blog', field 'colour': is not a known field"),
+        ([app(apache_client="mod_scgi")], "field 'apache_client'"),
+    ],
+)
+def test_mistakes_name_the_app_and_the_field(apps, message):
+    with pytest.raises(AnsibleFilterError) as error:
+        scgi_apps(apps)
+    assert message in str(error.value)
