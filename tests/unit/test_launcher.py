@@ -1,12 +1,14 @@
-"""The launcher, run as a real subprocess and spoken to over real sockets.
+"""The launcher, run as a real subprocess and spoken to over real sockets, in
+each protocol as Apache speaks it.
 
 Where it is cheap, a test first shows the flup 1.0.3 defect with plain flup,
-then the launcher's fix.
+then the launcher's fix. FastCGI and AJP specifics: test_launcher_protocols.py.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -17,14 +19,16 @@ import sys
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
 from conftest import (
     LAUNCHER,
+    PROTOCOLS,
     TIMEOUT,
     Launcher,
+    Response,
     child_pids,
     is_running,
     make_workdir,
@@ -33,18 +37,27 @@ from conftest import (
 )
 
 METHODS = ["prefork", "threaded"]
+SERVERS = [(protocol, method) for protocol in PROTOCOLS for method in METHODS]
+SERVER_IDS = [f"{protocol}-{method}" for protocol, method in SERVERS]
 
 
 # --------------------------------------------------------------------------
 # SCRIPT_NAME / PATH_INFO / query / body
 
 
-@pytest.fixture(scope="module", params=METHODS)
+@pytest.fixture(scope="module", params=SERVERS, ids=SERVER_IDS)
 def blog(request: pytest.FixtureRequest) -> Iterator[Launcher]:
-    """One echo server per method, mounted at /blog."""
+    """One echo server per protocol and method, mounted at /blog."""
+    protocol, method = request.param
     workdir = make_workdir()
     launcher = Launcher(
-        workdir, "echo", "--method", request.param, "--script-name", "/blog"
+        workdir,
+        "echo",
+        "--method",
+        method,
+        "--script-name",
+        "/blog",
+        protocol=protocol,
     ).wait_ready()
     yield launcher
     launcher.close()
@@ -54,6 +67,11 @@ def blog(request: pytest.FixtureRequest) -> Iterator[Launcher]:
 def real_path(environ_value: str) -> str:
     """What Django does with PATH_INFO: PEP 3333 bytes-as-latin-1 back to text."""
     return environ_value.encode("iso-8859-1").decode("utf-8")
+
+
+def request_uri(protocol: str, uri: str) -> str:
+    """REQUEST_URI as the app sees it: AJP has no query in its request URI."""
+    return uri.partition("?")[0] if protocol == "ajp" else uri
 
 
 @pytest.mark.parametrize(
@@ -70,22 +88,39 @@ def real_path(environ_value: str) -> str:
         ),  # outside the mount: the whole path, no prefix
     ],
 )
-def test_mod_proxy_scgi_path_is_split_at_the_mount(
+def test_mod_proxy_path_is_split_at_the_mount(
     blog: Launcher, uri: str, script_name: str, path_info: str
 ) -> None:
     environ = blog.request(uri).json()
     assert environ["SCRIPT_NAME"] == script_name
     assert real_path(environ["PATH_INFO"]) == path_info
-    assert environ["REQUEST_URI"] == uri
+    assert environ["REQUEST_URI"] == request_uri(blog.protocol, uri)
     assert environ["QUERY_STRING"] == uri.partition("?")[2]
 
 
-def test_mod_scgi_split_is_kept(blog: Launcher) -> None:
-    environ = blog.request(
-        "/scgi/caf%C3%A9", script_name=b"/scgi", path_info="/café".encode()
+@pytest.mark.parametrize("method", METHODS)
+def test_mod_scgi_path_info_is_kept_under_the_public_mount(launch, method: str) -> None:
+    # SCGIMount /.pyhost-scgi/blog, reached by a mod_rewrite [PT] rule from /blog/
+    launcher = launch("echo", "--method", method, "--script-name", "/blog")
+    environ = launcher.request(
+        "/blog/caf%C3%A9",
+        script_name=b"/.pyhost-scgi/blog",
+        path_info="/café".encode(),
     ).json()
-    assert environ["SCRIPT_NAME"] == "/scgi"
+    assert environ["SCRIPT_NAME"] == "/blog"
     assert real_path(environ["PATH_INFO"]) == "/café"
+
+
+@pytest.mark.parametrize(("flags", "location"), [
+    ((), "/blog/target?x=1"),
+    (("--absolute-redirects",), "http://blog.example.org/blog/target?x=1"),
+])
+def test_absolute_redirects_for_mod_scgi(launch, flags, location) -> None:
+    # mod_scgi would serve a path-only Location itself, under the old URL
+    launcher = launch("moved", "--script-name", "/blog", *flags)
+    response = launcher.request("/blog/form/")
+    assert response.status.startswith("302")
+    assert response.headers["Location"] == location
 
 
 def test_post_body_and_query_pass_untouched(blog: Launcher) -> None:
@@ -105,17 +140,19 @@ def test_request_without_body_reads_bytes(blog: Launcher) -> None:
     assert blog.request("/blog/").json()["body"] == ""
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_root_mount(launch, method: str) -> None:
-    launcher = launch("echo", "--method", method, "--script-name", "")
+@pytest.mark.parametrize(("protocol", "method"), SERVERS, ids=SERVER_IDS)
+def test_root_mount(launch, protocol: str, method: str) -> None:
+    launcher = launch(
+        "echo", "--method", method, "--script-name", "", protocol=protocol
+    )
     for uri, path_info in [("/", "/"), ("/caf%C3%A9/x?y=1", "/café/x")]:
         environ = launcher.request(uri).json()
         assert environ["SCRIPT_NAME"] == ""
         assert real_path(environ["PATH_INFO"]) == path_info
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_quiet_one_startup_line_no_secrets(launch, method: str) -> None:
+@pytest.mark.parametrize(("protocol", "method"), SERVERS, ids=SERVER_IDS)
+def test_quiet_one_startup_line_no_secrets(launch, protocol: str, method: str) -> None:
     launcher = launch(
         "echo",
         "--method",
@@ -123,13 +160,14 @@ def test_quiet_one_startup_line_no_secrets(launch, method: str) -> None:
         "--script-name",
         "/blog",
         env={"SECRET_KEY": "s3cr3t-value"},
+        protocol=protocol,
     )
     for _ in range(3):
         launcher.request("/blog/")
     assert launcher.stop()[0] == 0
     lines = launcher.stderr().splitlines()
     assert len(lines) == 1, lines
-    assert f"scgi, {method}" in lines[0] and "unix:" in lines[0]
+    assert f"({protocol}, {method}" in lines[0] and "unix:" in lines[0]
     assert "s3cr3t-value" not in launcher.stderr()
 
 
@@ -155,15 +193,15 @@ def start_plain_flup(workdir: Path, module: str, **options: object) -> subproces
     )
 
 
-def rendezvous(address: str, workdir: Path, n: int, timeout: float) -> list[dict]:
+def rendezvous(
+    send: Callable[[str], Response], workdir: Path, n: int, timeout: float
+) -> list[dict]:
     """n concurrent requests that each wait for all n to be inside the app."""
     directory = workdir / "rendezvous"
     directory.mkdir()
     uri = f"/?n={n}&dir={directory}&timeout={timeout}"
     with ThreadPoolExecutor(n) as pool:
-        return [
-            r.json() for r in pool.map(lambda _: scgi_request(address, uri), range(n))
-        ]
+        return [r.json() for r in pool.map(lambda _: send(uri), range(n))]
 
 
 def kill_tree(proc: subprocess.Popen) -> None:
@@ -188,12 +226,14 @@ def test_plain_flup_prefork_ignores_sigterm_while_idle(workdir: Path) -> None:
         kill_tree(proc)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(("protocol", "method"), SERVERS, ids=SERVER_IDS)
 @pytest.mark.parametrize("busy", [False, True], ids=["idle", "busy"])
 def test_sigterm_stops_everything_within_2s(
-    launch, workdir: Path, method: str, busy: bool
+    launch, workdir: Path, protocol: str, method: str, busy: bool
 ) -> None:
-    launcher = launch("sleep", "--method", method, "--max-children", "3")
+    launcher = launch(
+        "sleep", "--method", method, "--max-children", "3", protocol=protocol
+    )
     if method == "prefork":  # two spare workers, started right after READY=1
         wait_until(lambda: len(child_pids(launcher.proc.pid)) == 2, message="workers")
     workers = child_pids(launcher.proc.pid)
@@ -228,30 +268,40 @@ def test_plain_flup_prefork_pool_never_grows_past_max_spare(workdir: Path) -> No
     try:
         sock = str(workdir / "plain.sock")
         wait_until(lambda: os.path.exists(sock), message="plain flup socket")
-        results = rendezvous(sock, workdir, n=4, timeout=0.5)
+        send = functools.partial(scgi_request, sock)
+        results = rendezvous(send, workdir, n=4, timeout=0.5)
         assert len({r["pid"] for r in results}) <= 2
         assert not all(r["met"] for r in results)
     finally:
         kill_tree(proc)
 
 
-def test_prefork_grows_to_max_children(launch, workdir: Path) -> None:
-    launcher = launch("rendezvous", "--max-children", "4")
-    results = rendezvous(launcher.socket_path, workdir, n=4, timeout=TIMEOUT)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_prefork_grows_to_max_children(launch, workdir: Path, protocol: str) -> None:
+    launcher = launch("rendezvous", "--max-children", "4", protocol=protocol)
+    results = rendezvous(launcher.request, workdir, n=4, timeout=TIMEOUT)
     assert all(r["met"] for r in results)
     assert len({r["pid"] for r in results}) == 4
 
 
-def test_threaded_serves_max_children_at_once(launch, workdir: Path) -> None:
-    launcher = launch("rendezvous", "--method", "threaded", "--max-children", "4")
-    results = rendezvous(launcher.socket_path, workdir, n=4, timeout=TIMEOUT)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_threaded_serves_max_children_at_once(
+    launch, workdir: Path, protocol: str
+) -> None:
+    launcher = launch(
+        "rendezvous", "--method", "threaded", "--max-children", "4", protocol=protocol
+    )
+    results = rendezvous(launcher.request, workdir, n=4, timeout=TIMEOUT)
     assert all(r["met"] for r in results)
     assert {r["pid"] for r in results} == {launcher.proc.pid}
     assert len({r["thread"] for r in results}) == 4
 
 
-def test_max_requests_recycles_children(launch) -> None:
-    launcher = launch("echo", "--max-children", "1", "--max-requests", "2")
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_max_requests_recycles_children(launch, protocol: str) -> None:
+    launcher = launch(
+        "echo", "--max-children", "1", "--max-requests", "2", protocol=protocol
+    )
     pids = [launcher.request("/").json()["pid"] for _ in range(6)]
     assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4] == pids[5]
     assert len(set(pids)) == 3
@@ -295,13 +345,17 @@ def test_plain_flup_bind_failure_is_a_type_error(workdir: Path) -> None:
     assert "TypeError" in result.stderr
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_tcp_address_in_use_is_reported_clearly(launch, method: str) -> None:
+@pytest.mark.parametrize(("protocol", "method"), SERVERS, ids=SERVER_IDS)
+def test_tcp_address_in_use_is_reported_clearly(
+    launch, protocol: str, method: str
+) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         address = f"127.0.0.1:{taken.getsockname()[1]}"
-        launcher = launch("echo", "--method", method, bind=address, ready=False)
+        launcher = launch(
+            "echo", "--method", method, bind=address, ready=False, protocol=protocol
+        )
         assert launcher.proc.wait(TIMEOUT) == 1
     assert launcher.stderr().strip() == (
         f"pyhost-scgi-launcher: error: cannot listen on {address}: Address already in use"
@@ -327,12 +381,13 @@ def test_unix_socket_mode_stale_file_and_cleanup(launch, workdir: Path) -> None:
     assert not path.exists()
 
 
-def test_tcp_ipv4(launch) -> None:
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_tcp_ipv4(launch, protocol: str) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    launch("echo", bind=f"127.0.0.1:{port}")
-    environ = scgi_request(("127.0.0.1", port), "/x").json()
+    launcher = launch("echo", bind=f"127.0.0.1:{port}", protocol=protocol)
+    environ = launcher.request("/x", address=("127.0.0.1", port)).json()
     assert environ["PATH_INFO"] == "/x"
 
 
@@ -351,8 +406,10 @@ SOCKET_ACTIVATION_WRAPPER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_systemd_socket_activation(launch, workdir: Path, method: str) -> None:
+@pytest.mark.parametrize(("protocol", "method"), SERVERS, ids=SERVER_IDS)
+def test_systemd_socket_activation(
+    launch, workdir: Path, protocol: str, method: str
+) -> None:
     wrapper = workdir / "activate.py"
     wrapper.write_text(SOCKET_ACTIVATION_WRAPPER)
     path = str(workdir / "activated.sock")
@@ -368,8 +425,9 @@ def test_systemd_socket_activation(launch, workdir: Path, method: str) -> None:
             bind="systemd",
             prefix=[sys.executable, str(wrapper), str(listener.fileno())],
             pass_fds=(listener.fileno(),),
+            protocol=protocol,
         )
-    environ = scgi_request(path, "/blog/x").json()
+    environ = launcher.request("/blog/x", address=path).json()
     assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/blog", "/x")
     assert "LISTEN_FDS" not in environ and "NOTIFY_SOCKET" not in environ
     assert launcher.stop()[0] == 0
@@ -439,7 +497,7 @@ def test_help_is_readable() -> None:
         timeout=TIMEOUT,
     )
     assert result.returncode == 0
-    for option in ("--app", "--bind", "--max-children", "--script-name", "SIGTERM"):
+    for option in ("--app", "--bind", "--protocol", "{scgi,fcgi,ajp}", "SIGTERM"):
         assert option in result.stdout
 
 

@@ -10,7 +10,8 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 _SPEC = importlib.util.spec_from_file_location(
-    "scgi_apps_filter", Path(__file__).resolve().parents[2] / "plugins" / "filter" / "scgi_apps.py"
+    "scgi_apps_filter",
+    Path(__file__).resolve().parents[2] / "plugins" / "filter" / "scgi_apps.py",
 )
 scgi_apps_filter = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(scgi_apps_filter)
@@ -38,10 +39,27 @@ def test_defaults_and_derived_values():
     assert blog["listen"] == {"kind": "unix", "address": "/run/scgi-blog/blog.sock"}
     assert blog["proxy_url"] == "unix:/run/scgi-blog/blog.sock|scgi://blog/"
     assert blog["script_name"] == ""
-    assert blog["static"] == {"url": "/static/", "dir": "/srv/scgi/blog/static", "source": ""}
-    assert blog["media"] == {"url": "/media/", "dir": "/srv/scgi/blog/media", "source": ""}
-    assert blog["django"] == {"settings": "blog.settings", "migrate": True, "collectstatic": True, "debug": False}
-    assert (blog["method"], blog["max_children"], blog["max_requests"]) == ("prefork", "auto", 0)
+    assert blog["static"] == {
+        "url": "/static/",
+        "dir": "/srv/scgi/blog/static",
+        "source": "",
+    }
+    assert blog["media"] == {
+        "url": "/media/",
+        "dir": "/srv/scgi/blog/media",
+        "source": "",
+    }
+    assert blog["django"] == {
+        "settings": "blog.settings",
+        "migrate": True,
+        "collectstatic": True,
+        "debug": False,
+    }
+    assert (blog["method"], blog["max_children"], blog["max_requests"]) == (
+        "prefork",
+        "auto",
+        0,
+    )
 
 
 def test_sub_path_mount_and_tcp_listen():
@@ -50,6 +68,36 @@ def test_sub_path_mount_and_tcp_listen():
     assert blog["static"]["url"] == "/blog/static/"
     assert blog["proxy_url"] == "scgi://127.0.0.1:4000/blog/"
     assert blog["listen"]["port"] == 4000
+
+
+@pytest.mark.parametrize(
+    ("protocol", "listen", "url"),
+    [
+        ("fcgi", "unix", "unix:/run/scgi-blog/blog.sock|fcgi://blog/blog/"),
+        ("ajp", "127.0.0.1:8009", "ajp://127.0.0.1:8009/blog/"),
+        ("scgi", "[::1]:4000", "scgi://[::1]:4000/blog/"),
+    ],
+)
+def test_proxy_url_per_protocol(protocol, listen, url):
+    (blog,) = scgi_apps([app(protocol=protocol, listen=listen, mount="/blog/")])
+    assert blog["proxy_url"] == url
+
+
+def test_ephemeral_port_gets_a_warning_that_says_why():
+    (recipe,) = scgi_apps([app(listen="127.0.0.1:40000", apache_client="mod_scgi")])
+    (warning,) = recipe["warnings"]
+    assert (
+        "app 'blog', field 'listen': port 40000 lies in Linux's ephemeral port range"
+        in warning
+    )
+    assert "prefer a port below 32768" in warning
+    (quiet,) = scgi_apps([app(listen="127.0.0.1:4000")])
+    assert quiet["warnings"] == []
+
+
+def test_warnings_are_shown_when_asked(capsys):
+    scgi_apps([app(listen="127.0.0.1:40000")], warn=True)
+    assert "port 40000 lies in Linux's ephemeral port range" in capsys.readouterr().err
 
 
 def test_secret_values_never_leave_the_filter():
@@ -70,29 +118,68 @@ def test_absent_app_needs_only_its_name():
         ([app(name="Blog")], "app 'Blog', field 'name'"),
         ([app(name="root")], "app 'root', field 'name': is a system account"),
         ([app(), app()], "app 'blog', field 'name': is defined twice"),
-        ([app(), app(name="shop")], "app 'shop', field 'server_name+mount': blog.example.org/ is already used by app 'blog'"),
-        ([app(listen="127.0.0.1:4000"), app(name="shop", server_name="shop.example.org", listen="127.0.0.1:4000")],
-         "app 'shop', field 'listen': port 4000 is already used by app 'blog'"),
+        (
+            [app(), app(name="shop")],
+            "app 'shop', field 'server_name+mount': blog.example.org/ is already used by app 'blog'",
+        ),
+        (
+            [
+                app(listen="127.0.0.1:4000"),
+                app(
+                    name="shop", server_name="shop.example.org", listen="127.0.0.1:4000"
+                ),
+            ],
+            "app 'shop', field 'listen': port 4000 is already used by app 'blog'",
+        ),
         ([app(source=None)], "app 'blog', field 'source': is required"),
-        ([app(source={"path": "a", "archive": "b.tar"})], "field 'source': needs exactly one of"),
-        ([app(source={"git": {"repo": "x"}})], "field 'source.git': is not supported yet"),
+        (
+            [app(source={"path": "a", "archive": "b.tar"})],
+            "field 'source': needs exactly one of",
+        ),
+        (
+            [app(source={"git": {"repo": "x"}})],
+            "field 'source.git': is not supported yet",
+        ),
         ([app(wsgi="blog.wsgi")], "app 'blog', field 'wsgi'"),
         ([app(protocol="http")], "app 'blog', field 'protocol'"),
         ([app(method="forking")], "app 'blog', field 'method'"),
         ([app(max_children=0)], "field 'max_children'"),
         ([app(max_requests=-1)], "field 'max_requests'"),
-        ([app(listen="0.0.0.0:4000")], "field 'listen': '0.0.0.0:4000' must be 'unix' or a loopback"),
+        (
+            [app(listen="0.0.0.0:4000")],
+            "field 'listen': '0.0.0.0:4000' must be 'unix' or a loopback",
+        ),
         ([app(listen="127.0.0.1:80")], "field 'listen': port 80"),
         ([app(mount="blog")], "field 'mount'"),
-        ([app(static={"dir": "../etc"})], "field 'static.dir': '../etc' must stay inside"),
+        (
+            [app(static={"dir": "../etc"})],
+            "field 'static.dir': '../etc' must stay inside",
+        ),
         ([app(media={"dir": "/var/www"})], "field 'media.dir'"),
-        ([app(static={"dir": "code"})], "field 'static.dir': must not be the app's code"),
+        (
+            [app(static={"dir": "code"})],
+            "field 'static.dir': must not be the app's code",
+        ),
         ([app(env={"BAD-NAME": "x"})], "field 'env': 'BAD-NAME'"),
-        ([app(secret_env={"TOKEN": "a\nb"})], "field 'secret_env.TOKEN': must be a single line"),
+        (
+            [app(secret_env={"TOKEN": "a\nb"})],
+            "field 'secret_env.TOKEN': must be a single line",
+        ),
         ([app(django={"settings": ""})], "field 'django.settings'"),
         ([app(server_name="not a host")], "field 'server_name'"),
         ([app(colour="blue")], "app 'blog', field 'colour': is not a known field"),
-        ([app(apache_client="mod_scgi")], "field 'apache_client'"),
+        (
+            [app(apache_client="mod_scgi")],
+            "field 'listen': mod_scgi connects over TCP only",
+        ),
+        (
+            [app(apache_client="mod_scgi", protocol="fcgi", listen="127.0.0.1:4000")],
+            "field 'apache_client': mod_scgi speaks SCGI only, not protocol 'fcgi'",
+        ),
+        ([app(apache_client="scgimount")], "field 'apache_client'"),
+        ([app(memory_max="lots")], "field 'memory_max'"),
+        ([app(cpu_quota="0.5")], "field 'cpu_quota'"),
+        ([app(tasks_max=0)], "field 'tasks_max'"),
     ],
 )
 def test_mistakes_name_the_app_and_the_field(apps, message):

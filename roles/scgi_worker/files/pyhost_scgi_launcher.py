@@ -4,7 +4,8 @@
 Django removed ``manage.py runfcgi`` in 1.9; this small program replaces it
 for any WSGI callable (Django, Flask, ...). The pyhost.scgi collection copies
 it into each application's virtualenv as ``bin/pyhost-scgi-launcher`` and a
-systemd unit (``Type=notify``, usually socket-activated) runs it.
+systemd unit (``Type=notify``, usually socket-activated) runs it. It speaks
+SCGI, FastCGI or AJP 1.3, with a pool of processes (prefork) or threads.
 
 flup 1.0.3 is the last release and has Python 3 defects that matter in
 production. Rather than patching flup in place, this launcher subclasses its
@@ -21,8 +22,32 @@ servers and carries small, tested fixes:
   not bytes);
 * a bind failure raised ``TypeError`` (``e[1]`` on an OSError) instead of
   saying what went wrong;
-* Apache's mod_proxy_scgi sends the whole decoded path as SCRIPT_NAME and no
-  PATH_INFO; the path is split at ``--script-name`` as PEP 3333 expects.
+* FastCGI: FCGI_GET_VALUES was answered with nothing (names, bytes, were
+  looked up under str keys); tracebacks went to the web server's error log
+  only, not to the worker's;
+* AJP: a connection over a Unix socket died at once (its peer address was
+  formatted as HOST:PORT); every HTTPS request behind mod_ssl died (the
+  SSL_KEY_SIZE attribute, decoded to str, was decoded again); the error page
+  had status 200; a connection was kept for more requests, so an idle Apache
+  connection held a worker for good.
+
+Each connection serves one request (Apache's mod_proxy_scgi and
+mod_proxy_fcgi open one per request by default; AJP is told not to reuse it),
+so a busy worker is a request in flight and --max-children bounds both.
+
+The app gets the PEP 3333 SCRIPT_NAME and PATH_INFO, whatever the web server
+sent (checked against Apache 2.4 for every protocol and mount):
+
+* mod_proxy_scgi and mod_proxy_fcgi send the whole decoded path as
+  SCRIPT_NAME and no PATH_INFO; mod_proxy_ajp sends the (still
+  percent-encoded) path as its request URI: the path is decoded once and
+  split at ``--script-name``;
+* mod_scgi (SCGIMount) splits it itself, at an internal prefix that
+  mod_rewrite maps the public mount to: its PATH_INFO is kept and
+  SCRIPT_NAME becomes ``--script-name``, the public mount (mod_scgi also
+  follows a path-only Location itself: ``--absolute-redirects`` makes
+  Locations absolute for it);
+* a path outside ``--script-name`` reaches the app whole, SCRIPT_NAME empty.
 
 It also refuses a flup version it was not tested with, imports the
 application before serving, reports READY/STOPPING to systemd and keeps quiet:
@@ -47,6 +72,7 @@ import sys
 import threading
 import time
 import traceback
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -55,9 +81,10 @@ PROG = "pyhost-scgi-launcher"
 TESTED_FLUP_VERSIONS = ("1.0.3",)
 
 # protocol -> method -> flup module whose WSGIServer class implements it.
-# FastCGI and AJP are one line each: flup.server.fcgi(_fork), flup.server.ajp(_fork).
 FLUP_SERVERS: dict[str, dict[str, str]] = {
     "scgi": {"prefork": "flup.server.scgi_fork", "threaded": "flup.server.scgi"},
+    "fcgi": {"prefork": "flup.server.fcgi_fork", "threaded": "flup.server.fcgi"},
+    "ajp": {"prefork": "flup.server.ajp_fork", "threaded": "flup.server.ajp"},
 }
 
 # systemd's default TimeoutStopSec is 90 s; a worker that needs more than this
@@ -69,6 +96,8 @@ PREFORK_MIN_SPARE = 1
 PREFORK_MAX_SPARE = 2
 
 SD_LISTEN_FDS_START = 3
+
+AJP_END_RESPONSE = b"\x05"
 
 log = logging.getLogger(PROG)
 
@@ -157,12 +186,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Serve a WSGI application over SCGI with flup.\n"
+        description="Serve a WSGI application over SCGI, FastCGI or AJP with flup.\n"
         "The successor of Django's removed 'manage.py runfcgi'.",
         epilog="""examples:
   %(prog)s --app blog.wsgi:application --chdir /srv/scgi/blog/code \\
       --bind systemd --script-name /blog
   %(prog)s --app hello:app --method threaded --bind unix:/run/hello/hello.sock
+  %(prog)s --app hello:app --protocol fcgi --bind 127.0.0.1:4000
+
+Apache: ProxyPass /blog/ "unix:/run/scgi-blog/blog.sock|scgi://blog/blog/"
+(or fcgi://, ajp://) with --script-name /blog. Keep the mount in the backend
+URL for AJP: its path is all the launcher gets. mod_scgi: SCGIMount at an
+internal prefix is fine, the app sees --script-name.
 
 signals: SIGTERM, SIGINT or SIGHUP stop the server (requests in flight get
 %(grace).1f s to finish); SIGUSR1 replaces every prefork worker process.
@@ -182,7 +217,7 @@ exit status: 0 after a signal, 1 on a runtime error, 2 on a usage error.
     )
     parser.add_argument(
         "--protocol",
-        choices=sorted(FLUP_SERVERS),
+        choices=list(FLUP_SERVERS),
         default="scgi",
         help="protocol spoken with the web server (default: %(default)s)",
     )
@@ -227,6 +262,12 @@ exit status: 0 after a signal, 1 on a runtime error, 2 on a usage error.
         default="",
         metavar="PATH",
         help="public URL prefix of the app, e.g. /blog; '' for / (default: '')",
+    )
+    parser.add_argument(
+        "--absolute-redirects",
+        action="store_true",
+        help="make a Location that is only a path (/x) absolute (http://host/x); "
+        "needed behind Apache's mod_scgi, which follows such redirects itself",
     )
     parser.add_argument(
         "--log-level",
@@ -438,8 +479,21 @@ def split_mount(path: str, mount: str) -> tuple[str, str]:
     return "", path
 
 
+def pep3333_paths(
+    environ: dict[str, Any], full_path: str, mount: str
+) -> tuple[str, str]:
+    """(SCRIPT_NAME, PATH_INFO) for the app; full_path is the decoded request path."""
+    if environ.get("PATH_INFO"):
+        # mod_scgi (SCGIMount) has split the path itself, at an internal prefix
+        # (/.pyhost-scgi/blog) that mod_rewrite maps the public mount to. Its
+        # PATH_INFO is right; the app must build its URLs on the public mount.
+        return mount, environ["PATH_INFO"]
+    return split_mount(full_path, mount)
+
+
 class _LauncherServer:
-    """Shared by both methods: construction, environ fix-up, serving lifecycle."""
+    """Shared by all protocols and methods: construction, environ fix-up,
+    serving lifecycle."""
 
     _wakeup_r: socket.socket
     _wakeup_w: socket.socket
@@ -453,35 +507,39 @@ class _LauncherServer:
         max_children: int,
         max_requests: int,
     ) -> None:
+        self._max_children = max_children
         # debug stays off: flup's debug page imports cgitb, removed in Python 3.13.
         super().__init__(
             application,
             debug=False,  # type: ignore[call-arg]
             **self.pool_options(max_children, max_requests),
         )
-        self._max_children = max_children
         # flup logs every request at INFO through a handler of its own; use
         # ours (no duplicate lines) at the operator's level.
         self.logger.handlers.clear()  # type: ignore[attr-defined]
         self.logger.setLevel(log_level)  # type: ignore[attr-defined]
-        # flup decodes SCGI headers as latin-1, the PEP 3333 "bytes as str"
-        # form; the mount is compared in that form too.
+        # flup decodes headers as latin-1, the PEP 3333 "bytes as str" form;
+        # the mount is compared in that form too.
         self._mount = mount.encode("utf-8").decode("latin-1")
         self._stop_requested = False
 
     def _sanitizeEnv(self, environ: dict[str, Any]) -> None:
-        # flup gives a request without a body an io.StringIO: reading it
+        # flup's SCGI gives a request without a body an io.StringIO: reading it
         # returns str where PEP 3333 requires bytes.
         if isinstance(environ["wsgi.input"], io.StringIO):
             environ["wsgi.input"] = io.BytesIO()
+        # FastCGI's would be the web server's error log, shared by every app.
+        environ["wsgi.errors"] = sys.stderr
         if not environ.get("QUERY_STRING"):
             environ["QUERY_STRING"] = environ.get("REQUEST_URI", "").partition("?")[2]
-        if environ.get("PATH_INFO"):
-            return  # mod_scgi (SCGIMount) has split the path itself
-        # mod_proxy_scgi: SCRIPT_NAME is the whole, already decoded path.
-        environ["SCRIPT_NAME"], environ["PATH_INFO"] = split_mount(
-            environ.get("SCRIPT_NAME", ""), self._mount
+        environ["SCRIPT_NAME"], environ["PATH_INFO"] = pep3333_paths(
+            environ, self._request_path(environ), self._mount
         )
+
+    def _request_path(self, environ: dict[str, Any]) -> str:
+        """The whole decoded request path: mod_proxy_scgi and mod_proxy_fcgi
+        send it as SCRIPT_NAME (AJP overrides this)."""
+        return environ.get("SCRIPT_NAME", "")
 
     def serve(self, sock: socket.socket, notifier: SystemdNotifier) -> None:
         # The socket must not block: several processes may wake up for one connection.
@@ -745,6 +803,101 @@ class _ThreadedMethod(_LauncherServer):
             self._idle.wait_for(lambda: self._busy == 0, timeout=SHUTDOWN_GRACE)
 
 
+# --------------------------------------------------------------------------
+# Protocols: fixes for flup's FastCGI and AJP servers
+
+
+class _FastCGIFixes:
+    """flup.server.fcgi and fcgi_fork. mod_proxy_fcgi sends one request per
+    connection (FCGI_KEEP_CONN off) unless ``enablereuse=on``, which would
+    hold a worker for every connection Apache keeps: leave it off."""
+
+    # flup's FastCGI servers have no logger; the launcher's code needs one.
+    logger = log.getChild("fcgi")
+    # flup reads FCGI_WEB_SERVER_ADDRS in run(), which the launcher replaces; as
+    # with SCGI and AJP, the socket's address and mode decide who may connect.
+    _web_server_addrs = None
+    _max_children: int
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # FCGI_GET_VALUES: flup looked the names asked for (bytes) up under str
+        # keys and answered none; its prefork limits were rlimits, not the pool.
+        self.capability = {
+            b"FCGI_MAX_CONNS": self._max_children,
+            b"FCGI_MAX_REQS": self._max_children,
+            b"FCGI_MPXS_CONNS": 0,
+        }
+
+    def error(self, req: Any) -> None:
+        # flup sends the traceback to the web server's error log only.
+        self.logger.exception("Exception caught from handler")
+        super().error(req)  # type: ignore[misc]
+
+
+class _AjpFixes:
+    """flup.server.ajp and ajp_fork."""
+
+    _jobClass: type
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.requestClass = type(
+            "Request", (_AjpRequestFixes, self.requestClass), {}  # type: ignore[has-type]
+        )
+        self._jobClass = type("Connection", (_AjpConnectionFixes, self._jobClass), {})
+
+    def _request_path(self, environ: dict[str, Any]) -> str:
+        # mod_proxy_ajp sends the backend URL's path, percent-encoded (Apache
+        # re-encodes it: %C3%A9 and %25 stay, %7E becomes ~); flup stores it
+        # as REQUEST_URI, without the query (an attribute of its own).
+        return urllib.parse.unquote_to_bytes(environ["REQUEST_URI"]).decode("latin-1")
+
+    def error(self, request: Any) -> None:
+        # flup's error page went out with status 200, as if it were content.
+        request.startResponse(
+            500, b"Internal Server Error", [(b"Content-Type", b"text/plain")]
+        )
+        request.write(b"Internal Server Error\n")
+
+
+class _AjpRequestFixes:
+    def addAttribute(self, name: bytes, value: bytes | str) -> None:
+        # flup decodes SSL_KEY_SIZE (a number) to str, then calls .decode() on
+        # it: behind mod_ssl, every HTTPS request failed.
+        if isinstance(value, str):
+            value = value.encode("latin-1")
+        super().addAttribute(name, value)  # type: ignore[misc]
+
+
+class _AjpConnectionFixes:
+    """One request per connection, as with SCGI. Apache keeps AJP connections
+    for reuse; each kept connection would hold a worker (process or thread)
+    while idle, and no other request could reach that worker."""
+
+    def __init__(
+        self, sock: socket.socket, addr: Any, server: Any, timeout: Any
+    ) -> None:
+        # flup formats every peer as HOST:PORT: the empty address of a Unix
+        # socket peer raised IndexError before the request was read.
+        super().__init__(sock, addr or ("unix", 0), server, timeout)  # type: ignore[call-arg]
+
+    def writePacket(self, pkt: Any) -> None:
+        if pkt.data[:1] == AJP_END_RESPONSE:
+            pkt.data = AJP_END_RESPONSE + b"\x00"  # reuse: no, Apache closes too
+        super().writePacket(pkt)  # type: ignore[misc]
+
+    def _forwardRequest(self, pkt: Any) -> None:
+        super()._forwardRequest(pkt)  # type: ignore[misc]
+        raise EOFError  # ends flup's run(), which closes the connection
+
+
+PROTOCOL_FIXES: dict[str, tuple[type, ...]] = {
+    "scgi": (),
+    "fcgi": (_FastCGIFixes,),
+    "ajp": (_AjpFixes,),
+}
+
 METHODS: dict[str, type[_LauncherServer]] = {
     "prefork": _PreforkMethod,
     "threaded": _ThreadedMethod,
@@ -759,7 +912,10 @@ def build_server(
     ).WSGIServer
     method = METHODS[args.method]
     server_class = type(
-        f"{args.protocol}_{args.method}_server", (method, flup_class), {}
+        f"{args.protocol}_{args.method}_server",
+        # The protocol's fixes first: they override the method's and flup's.
+        (*PROTOCOL_FIXES[args.protocol], method, flup_class),
+        {},
     )
     return server_class(
         application,
@@ -770,6 +926,43 @@ def build_server(
     )
 
 
+def absolute_redirects(application: Callable[..., Any]) -> Callable[..., Any]:
+    """Make every path-only Location header absolute.
+
+    Apache's mod_scgi treats a Location that starts with "/" as CGI's "local
+    redirect": it serves the target itself, under the old URL, instead of
+    sending the redirect to the browser (a POST-redirect-GET then stays on
+    the POST's URL). Django and most frameworks send such path-only
+    Locations, which RFC 9110 allows.
+    """
+
+    def with_absolute_location(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            headers = [
+                (name, _absolute_url(environ, value))
+                if name.lower() == "location" and value.startswith("/") and not value.startswith("//")
+                else (name, value)
+                for name, value in headers
+            ]
+            return start_response(status, headers, exc_info)
+
+        return application(environ, start)
+
+    return with_absolute_location
+
+
+def _absolute_url(environ: dict[str, Any], path: str) -> str:
+    """PEP 3333's URL reconstruction, for the scheme and host part."""
+    scheme = environ["wsgi.url_scheme"]
+    host = environ.get("HTTP_HOST")
+    if not host:
+        host = environ["SERVER_NAME"]
+        port = str(environ.get("SERVER_PORT", ""))
+        if port and port != {"https": "443", "http": "80"}.get(scheme):
+            host += ":" + port
+    return f"{scheme}://{host}{path}"
+
+
 # --------------------------------------------------------------------------
 
 
@@ -778,6 +971,8 @@ def run(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level)
     flup_version = check_flup_version()
     application = load_app(args.app, args.chdir)
+    if args.absolute_redirects:
+        application = absolute_redirects(application)
     if args.method == "threaded" and args.max_requests:
         log.warning(
             "--max-requests %d is ignored with --method threaded", args.max_requests
