@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible.utils.display import Display
 
 DOCUMENTATION = r"""
 name: scgi_apps
@@ -29,6 +30,10 @@ options:
     type: list
     elements: dict
     required: true
+  warn:
+    description: Also show risky but valid choices (such as a port in the ephemeral range) as warnings.
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
@@ -53,6 +58,9 @@ HOST_RE = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-
 URL_PATH_RE = re.compile(r"^/([A-Za-z0-9._~-]+/)*$")
 TCP_RE = re.compile(r"^(?P<host>127(\.\d{1,3}){3}|localhost|\[::1\]):(?P<port>\d{1,5})$")
 
+# Linux's default net.ipv4.ip_local_port_range starts here.
+EPHEMERAL_PORTS_START = 32768
+
 # Accounts every Debian host already has: an app named like one of them would
 # take over a system identity.
 RESERVED_NAMES = frozenset(
@@ -63,7 +71,8 @@ RESERVED_NAMES = frozenset(
 
 KNOWN_KEYS = frozenset(
     "name state server_name server_aliases source requirements packages wsgi django protocol method "
-    "max_children max_requests listen mount apache_client static media env secret_env unit_settings".split()
+    "max_children max_requests listen mount apache_client static media env secret_env unit_settings "
+    "memory_max cpu_quota tasks_max".split()
 )
 
 DEFAULTS: dict[str, Any] = {
@@ -82,7 +91,12 @@ DEFAULTS: dict[str, Any] = {
     "env": {},
     "secret_env": {},
     "unit_settings": {},
+    "memory_max": None,
+    "cpu_quota": None,
+    "tasks_max": None,
 }
+MEMORY_RE = re.compile(r"^\d+[KMGT]?$")
+CPU_QUOTA_RE = re.compile(r"^\d+%$")
 
 
 class AppError(AnsibleFilterError):
@@ -141,6 +155,15 @@ def _check_listen(name: str, listen: Any) -> dict[str, Any]:
         raise AppError(name, "listen", f"port {port} must be between 1024 and 65535")
     host = match.group("host")
     return {"kind": "tcp", "address": f"{host}:{port}", "host": host.strip("[]"), "port": port}
+
+
+def _check_limits(name: str, app: dict[str, Any]) -> None:
+    if app["memory_max"] is not None and not MEMORY_RE.match(str(app["memory_max"])):
+        raise AppError(name, "memory_max", f"{app['memory_max']!r} must be bytes with an optional K, M, G or T, like 512M")
+    if app["cpu_quota"] is not None and not CPU_QUOTA_RE.match(str(app["cpu_quota"])):
+        raise AppError(name, "cpu_quota", f"{app['cpu_quota']!r} must be a percentage of one core, like 50% or 200%")
+    if app["tasks_max"] is not None and not (isinstance(app["tasks_max"], int) and app["tasks_max"] >= 1):
+        raise AppError(name, "tasks_max", f"{app['tasks_max']!r} must be a whole number >= 1")
 
 
 def _check_env(name: str, field: str, env: Any) -> dict[str, str]:
@@ -202,17 +225,23 @@ def _complete(raw: Any) -> dict[str, Any]:
     if not isinstance(app["packages"], list):
         raise AppError(name, "packages", "must be a list of pip requirement strings")
     app["django"] = _check_django(name, app["django"])
-    _check_choice(name, app, "protocol", ("scgi",), "fcgi and ajp are not supported yet")
+    _check_choice(name, app, "protocol", ("scgi", "fcgi", "ajp"))
     _check_choice(name, app, "method", ("prefork", "threaded"))
-    _check_choice(name, app, "apache_client", ("proxy",), "mod_scgi is not supported yet")
+    _check_choice(name, app, "apache_client", ("proxy", "mod_scgi"))
     if app["max_children"] != "auto" and not (isinstance(app["max_children"], int) and app["max_children"] >= 1):
         raise AppError(name, "max_children", f"{app['max_children']!r} must be 'auto' or a whole number >= 1")
     if not isinstance(app["max_requests"], int) or app["max_requests"] < 0:
         raise AppError(name, "max_requests", f"{app['max_requests']!r} must be a whole number >= 0")
     app["listen"] = _check_listen(name, app["listen"])
+    if app["apache_client"] == "mod_scgi":
+        if app["protocol"] != "scgi":
+            raise AppError(name, "apache_client", f"mod_scgi speaks SCGI only, not protocol {app['protocol']!r}")
+        if app["listen"]["kind"] != "tcp":
+            raise AppError(name, "listen", "mod_scgi connects over TCP only: use a loopback HOST:PORT like 127.0.0.1:4000")
     app["mount"] = _url_path(name, "mount", app["mount"])
     app["script_name"] = app["mount"].rstrip("/")
     app["env"] = _check_env(name, "env", app["env"])
+    _check_limits(name, app)
     if not isinstance(app["unit_settings"], dict):
         raise AppError(name, "unit_settings", "must be a mapping of systemd [Service] directive: value")
 
@@ -235,11 +264,27 @@ def _complete(raw: Any) -> dict[str, Any]:
     if app["static"]["url"] == app["media"]["url"] or app["static"]["dir"] == app["media"]["dir"]:
         raise AppError(name, "media", "must use a URL and a directory different from static")
 
+    scheme = app["protocol"]
     if app["listen"]["kind"] == "unix":
-        app["proxy_url"] = f"unix:{app['listen']['address']}|scgi://{name}{app['mount']}"
+        app["proxy_url"] = f"unix:{app['listen']['address']}|{scheme}://{name}{app['mount']}"
     else:
-        app["proxy_url"] = f"scgi://{app['listen']['address']}{app['mount']}"
+        app["proxy_url"] = f"{scheme}://{app['listen']['address']}{app['mount']}"
+    # mod_scgi's SCGIMount serves a URL prefix of its own; mod_rewrite hands it
+    # the app's public URLs that are not files, as in the classic recipe.
+    app["scgi_mount"] = f"/.pyhost-scgi/{name}"
+    app["warnings"] = _warnings(app)
     return app
+
+
+def _warnings(app: dict[str, Any]) -> list[str]:
+    port = app["listen"].get("port", 0)
+    if port >= EPHEMERAL_PORTS_START:
+        return [
+            f"scgi_apps: app '{app['name']}', field 'listen': port {port} lies in Linux's ephemeral port range "
+            f"({EPHEMERAL_PORTS_START}-60999): an outgoing connection can hold it at boot and the app then "
+            "cannot listen; prefer a port below 32768 or listen: unix"
+        ]
+    return []
 
 
 def _check_unique(apps: list[dict[str, Any]]) -> None:
@@ -259,12 +304,20 @@ def _check_unique(apps: list[dict[str, Any]]) -> None:
                 raise AppError(app["name"], field, f"{value} is already used by app '{other}'")
 
 
-def scgi_apps(apps: Any) -> list[dict[str, Any]]:
-    """Return the checked and completed apps; raise naming the app and field on any mistake."""
+def scgi_apps(apps: Any, warn: bool = False) -> list[dict[str, Any]]:
+    """Return the checked and completed apps; raise naming the app and field on any mistake.
+
+    With warn=True, risky but valid choices are also shown as Ansible warnings
+    (the play does it once, in its first check, rather than in every role).
+    """
     if not isinstance(apps, list):
         raise AnsibleFilterError("scgi_apps must be a list of apps")
     completed = [_complete(raw) for raw in apps]
     _check_unique(completed)
+    if warn:
+        for app in completed:
+            for message in app.get("warnings", []):
+                Display().warning(message)
     return completed
 
 
