@@ -9,12 +9,15 @@ the same checks serve every scenario.
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import os
 import re
 import subprocess
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import testinfra.utils.ansible_runner
@@ -26,6 +29,18 @@ APPS: list[dict[str, Any]] = RUNNER.get_variables(HOST_NAME)["scgi_apps"]
 DJANGO_APPS = [app for app in APPS if app.get("django")]
 PLAIN_APPS = [app for app in APPS if not app.get("django")]
 WEB_GROUP = "www-data"
+
+
+def run_site(**extra_vars: Any) -> tuple[int, str]:
+    """Run the collection's site.yml on this scenario's host with extra vars; return status and output."""
+    project = os.environ["MOLECULE_PROJECT_DIRECTORY"]
+    result = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "-e", json.dumps(extra_vars),
+         f"{project}/site.yml"],
+        capture_output=True, text=True, timeout=900,
+        env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": f"{project}/collections", "ANSIBLE_FORCE_COLOR": "0"},
+    )
+    return result.returncode, result.stdout + result.stderr
 
 
 def _ids(apps: list[dict[str, Any]]) -> list[str]:
@@ -77,8 +92,29 @@ def static_url(app: dict[str, Any]) -> str:
     return (app.get("static") or {}).get("url", mount(app) + "static/")
 
 
+def public_location(app: dict[str, Any], path: str) -> str:
+    """The Location a redirect to PATH carries: mod_scgi needs it absolute."""
+    return f"http://{app['server_name']}{path}" if app.get("apache_client") == "mod_scgi" else path
+
+
+def path_of(location: str) -> str:
+    return re.sub(r"^https?://[^/]+", "", location)
+
+
 def probe_path(app: dict[str, Any]) -> str:
     return mount(app) + ("echo/" if app.get("django") else "")
+
+
+def sleep_path(app: dict[str, Any], seconds: float) -> str:
+    return mount(app) + ("sleep/" if app.get("django") else "sleep") + f"?seconds={seconds}"
+
+
+def cookies(resp: Response) -> dict[str, str]:
+    found = {}
+    for header in resp.headers.get_all("Set-Cookie") or []:
+        name, _, rest = header.partition("=")
+        found[name] = rest.split(";", 1)[0]
+    return found
 
 
 # --- requests through Apache -------------------------------------------------
@@ -111,7 +147,7 @@ def test_django_post_with_query_and_body(app):
 def test_django_redirect_location_is_public_url(app):
     resp = fetch(app, mount(app) + "go/")
     assert resp.status == 302
-    assert resp.headers["Location"] == mount(app) + "echo/"
+    assert resp.headers["Location"] == public_location(app, mount(app) + "echo/")
 
 
 @pytest.mark.parametrize("app", DJANGO_APPS, ids=_ids(DJANGO_APPS))
@@ -203,7 +239,8 @@ def test_static_file_is_served_by_apache_even_with_the_app_stopped(host, app):
     assert fetch(app, probe_path(app)).status == 200
     host.run_test(f"systemctl stop {units}")
     try:
-        assert fetch(app, probe_path(app)).status == 503
+        # mod_proxy says 503 Service Unavailable; mod_scgi says 500.
+        assert fetch(app, probe_path(app)).status == (500 if app.get("apache_client") == "mod_scgi" else 503)
         static = fetch(app, static_url(app) + name)
         assert static.status == 200
         assert marker in static.text
@@ -216,6 +253,82 @@ def test_unknown_host_gets_404_from_apache():
     resp = fetch(APPS[0], "/", host="unknown.invalid")
     assert resp.status == 404
     assert resp.headers["Server"] == "Apache"
+
+
+@pytest.mark.parametrize("app", APPS, ids=_ids(APPS))
+def test_apache_hardening_is_visible_on_every_response(app):
+    for resp in (fetch(app, probe_path(app)), fetch(app, static_url(app) + "no-such-file")):
+        assert resp.headers["Server"] == "Apache"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert "Apache/" not in resp.text
+    assert fetch(app, probe_path(app), method="TRACE").status == 405
+    listing = fetch(app, static_url(app))
+    assert listing.status in (403, 404)
+    assert "Index of" not in listing.text
+
+
+@pytest.mark.parametrize("app", DJANGO_APPS, ids=_ids(DJANGO_APPS))
+def test_django_admin_login_flow_stays_on_public_urls(host, app):
+    create_admin = (
+        "from django.contrib.auth.models import User; "
+        "User.objects.filter(username='molecule').exists() or "
+        "User.objects.create_superuser('molecule', 'molecule@example.org', 'molecule-pw')"
+    )
+    host.run_test(f'scgi-run {app["name"]} python -m django shell -c "{create_admin}"')
+    admin = mount(app) + "admin/"
+    first = fetch(app, admin)
+    assert first.status == 302
+    assert first.headers["Location"] == public_location(app, f"{admin}login/?next={quote(admin, safe='/')}")
+    login_url = path_of(first.headers["Location"])
+    login = fetch(app, login_url)
+    assert login.status == 200
+    assert f'href="{static_url(app)}admin/css/base.css"' in login.text
+    assert fetch(app, f"{static_url(app)}admin/css/base.css").status == 200
+    assert f'action="{login_url}"' in login.text.replace("&amp;", "&")
+    csrf = cookies(login)["csrftoken"]
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
+    signed_in = fetch(app, login_url, method="POST",
+                      body=f"csrfmiddlewaretoken={token}&username=molecule&password=molecule-pw&next={quote(admin)}".encode(),
+                      headers={"Cookie": f"csrftoken={csrf}", "Content-Type": "application/x-www-form-urlencoded"})
+    assert signed_in.status == 302
+    assert signed_in.headers["Location"] == public_location(app, admin)
+    session = cookies(signed_in)["sessionid"]
+    dashboard = fetch(app, admin, headers={"Cookie": f"csrftoken={csrf}; sessionid={session}"})
+    assert dashboard.status == 200
+    assert "Site administration" in dashboard.text
+
+
+# --- concurrency: the pool really grows, the threads really run at once -------
+
+
+def _children(app: dict[str, Any]) -> int:
+    return int(app["max_children"])
+
+
+@pytest.mark.parametrize("app", APPS, ids=_ids(APPS))
+def test_max_children_requests_in_flight_at_once(app):
+    children = _children(app)
+    with ThreadPoolExecutor(max_workers=children) as pool:
+        replies = list(pool.map(lambda _: fetch(app, sleep_path(app, 2)), range(children)))
+    assert [reply.status for reply in replies] == [200] * children
+    served = [reply.json() for reply in replies]
+    # Every request was in flight at one same instant: all started before any ended.
+    assert max(one["started"] for one in served) < min(one["ended"] for one in served)
+    workers = {(one["pid"], one["thread"]) for one in served}
+    assert len(workers) == children
+    pids = {one["pid"] for one in served}
+    assert len(pids) == (children if app.get("method", "prefork") == "prefork" else 1)
+
+
+RECYCLING_APPS = [app for app in APPS if app.get("max_requests")]
+
+
+@pytest.mark.parametrize("app", RECYCLING_APPS, ids=_ids(RECYCLING_APPS))
+def test_prefork_worker_is_replaced_after_max_requests(app):
+    limit = app["max_requests"]
+    served = [fetch(app, sleep_path(app, 0)).json() for _ in range(limit * _children(app) * 3)]
+    assert max(one["served"] for one in served) <= limit
+    assert len({one["pid"] for one in served}) > _children(app)
 
 
 # --- what runs on the host ---------------------------------------------------
@@ -243,7 +356,7 @@ def processes(host) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("app", APPS, ids=_ids(APPS))
 def test_every_worker_process_runs_as_the_app_user(host, app):
     fetch(app, probe_path(app))
-    workers = [proc for proc in processes(host) if f"--app {app['wsgi']} " in proc["args"]]
+    workers = [proc for proc in processes(host) if f"--chdir /srv/scgi/{app['name']}/code " in proc["args"]]
     assert workers, f"no worker process of {app['name']}"
     assert {proc["user"] for proc in workers} == {app["name"]}
     user = host.user(app["name"])
@@ -275,9 +388,76 @@ def test_layout_owners_and_modes(host, app):
         assert (found.user, found.group, found.mode) == owner, path
 
 
+@pytest.mark.parametrize("app", APPS, ids=_ids(APPS))
+def test_service_is_hardened(host, app):
+    out = host.check_output(f"systemd-analyze security --no-pager scgi-{app['name']}.service")
+    exposure = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out).group(1))
+    assert exposure <= 1.5, out
+
+
+LIMITED_APPS = [app for app in APPS if app.get("memory_max") or app.get("cpu_quota") or app.get("tasks_max")]
+
+
+@pytest.mark.parametrize("app", LIMITED_APPS, ids=_ids(LIMITED_APPS))
+def test_resource_limits_reach_the_service(host, app):
+    shown = dict(line.split("=", 1) for line in host.check_output(
+        f"systemctl show -p MemoryMax -p CPUQuotaPerSecUSec -p TasksMax scgi-{app['name']}.service").splitlines())
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    memory = app["memory_max"]
+    assert int(shown["MemoryMax"]) == int(memory[:-1]) * units[memory[-1]]
+    assert shown["CPUQuotaPerSecUSec"] == f"{int(app['cpu_quota'][:-1]) * 10}ms"
+    assert int(shown["TasksMax"]) == app["tasks_max"]
+
+
 @pytest.mark.parametrize("app", DJANGO_APPS, ids=_ids(DJANGO_APPS))
 def test_django_secret_key_is_generated_and_private(host, app):
     key_file = host.file(f"/etc/scgi/{app['name']}/django-secret-key.env")
     assert re.fullmatch(r"DJANGO_SECRET_KEY=[A-Za-z0-9_-]{60,}\n", key_file.content_string)
     assert key_file.content_string.split("=", 1)[1].strip() not in host.run(
         f"journalctl --no-pager -u scgi-{app['name']}.service").stdout
+
+
+# --- isolation: tried as the users themselves --------------------------------
+
+PAIRS = list(itertools.permutations(APPS[:3], 2))
+
+
+def can(host, user: str, test: str, path: str) -> bool:
+    """Whether USER passes `test TEST PATH` (-r: may read it) on the host."""
+    return host.run(f"runuser -u {user} -- test {test} {path}").rc == 0
+
+
+def private_paths(app: dict[str, Any]) -> list[str]:
+    name = app["name"]
+    return [
+        f"/srv/scgi/{name}/code", f"/srv/scgi/{name}/venv", f"/srv/scgi/{name}/state",
+        f"/etc/scgi/{name}/app.env", f"/etc/scgi/{name}/secret.env",
+        f"/var/lib/pyhost-scgi/{name}/code.tar",
+    ]
+
+
+@pytest.mark.parametrize(("app", "other"), PAIRS, ids=[f"{a['name']}-reads-{b['name']}" for a, b in PAIRS])
+def test_an_app_cannot_read_another_app(host, app, other):
+    home = f"/srv/scgi/{other['name']}"
+    for path in [home, *private_paths(other), f"{home}/static", f"{home}/media"]:
+        assert not can(host, app["name"], "-r", path), path
+
+
+@pytest.mark.parametrize("app", APPS, ids=_ids(APPS))
+def test_an_app_reads_its_own_files(host, app):
+    for path in private_paths(app):
+        assert can(host, app["name"], "-r", path), path
+
+
+@pytest.mark.parametrize("app", APPS, ids=_ids(APPS))
+def test_apache_reads_static_and_media_only(host, app):
+    home = f"/srv/scgi/{app['name']}"
+    assert can(host, WEB_GROUP, "-r", f"{home}/static")
+    assert can(host, WEB_GROUP, "-r", f"{home}/media")
+    for path in [home, *private_paths(app)]:
+        assert not can(host, WEB_GROUP, "-r", path), path
+
+
+def test_nothing_of_an_app_is_world_readable(host):
+    roots = " ".join(f"/srv/scgi/{a['name']} /etc/scgi/{a['name']} /var/lib/pyhost-scgi/{a['name']}" for a in APPS)
+    assert host.check_output(f"find {roots} -perm -o=r ! -type l -print") == ""

@@ -7,10 +7,16 @@ Standard library only. Routes on PATH_INFO:
 * anything else: 200 JSON describing the request and the serving process.
 """
 
+import itertools
 import json
 import os
 import pwd
-from urllib.parse import quote
+import threading
+import time
+from urllib.parse import parse_qs, quote
+
+# Requests this process has served: shows when a worker process is replaced.
+_served = itertools.count(1)
 
 
 def _wsgi_to_text(value):
@@ -53,8 +59,40 @@ def _host_url(environ):
     return url
 
 
+def _json(start_response, payload):
+    body = json.dumps(payload).encode("utf-8")
+    start_response(
+        "200 OK",
+        [
+            ("Content-Type", "application/json; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+        ],
+    )
+    return [body]
+
+
+def _sleep(environ, start_response):
+    """Hold the worker for ?seconds= (at most 5), then say who served it and when."""
+    started = time.time()
+    seconds = parse_qs(environ.get("QUERY_STRING", "")).get("seconds", ["1"])[0]
+    time.sleep(min(float(seconds), 5.0))
+    return _json(
+        start_response,
+        {
+            "pid": os.getpid(),
+            "thread": threading.get_ident(),
+            "served": next(_served),
+            "started": started,
+            "ended": time.time(),
+        },
+    )
+
+
 def application(environ, start_response):
     path_info = environ.get("PATH_INFO", "")
+
+    if path_info == "/sleep":
+        return _sleep(environ, start_response)
 
     if path_info == "/redirect":
         location = (
@@ -86,12 +124,4 @@ def application(environ, start_response):
         "greeting": os.environ.get("HELLO_GREETING"),
         "has_token": bool(os.environ.get("HELLO_TOKEN")),
     }
-    body = json.dumps(payload).encode("utf-8")
-    start_response(
-        "200 OK",
-        [
-            ("Content-Type", "application/json; charset=utf-8"),
-            ("Content-Length", str(len(body))),
-        ],
-    )
-    return [body]
+    return _json(start_response, payload)

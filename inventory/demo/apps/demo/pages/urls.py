@@ -9,4 +9,6 @@ urlpatterns = [
     path("go/", views.go, name="go"),
     path("form/", views.form, name="form"),
     path("upload/", views.upload, name="upload"),
+    path("ping/", views.ping, name="ping"),
+    path("sleep/", views.sleep, name="sleep"),
 ]

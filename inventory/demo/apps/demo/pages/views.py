@@ -1,10 +1,13 @@
 """Views of the pyhost.scgi demo: small pages that report how they are served."""
 
+import itertools
 import os
 import pwd
+import threading
+import time
 
 from django.core.files.storage import default_storage
-from django.http import HttpResponseNotAllowed, JsonResponse
+from django.http import HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 
@@ -38,6 +41,30 @@ def echo(request):
             "user": _process_user(),
             "uid": os.geteuid(),
             "pid": os.getpid(),
+        }
+    )
+
+
+# Requests this process has served: shows when a worker process is replaced.
+_served = itertools.count(1)
+
+
+def ping(request):
+    """The smallest page: what a benchmark measures."""
+    return HttpResponse("pong", content_type="text/plain")
+
+
+def sleep(request):
+    """Hold the worker for ?seconds= (at most 5), then say who served it and when."""
+    started = time.time()
+    time.sleep(min(float(request.GET.get("seconds", "1")), 5.0))
+    return JsonResponse(
+        {
+            "pid": os.getpid(),
+            "thread": threading.get_ident(),
+            "served": next(_served),
+            "started": started,
+            "ended": time.time(),
         }
     )
 

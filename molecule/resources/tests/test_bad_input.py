@@ -1,0 +1,61 @@
+"""Bad input: each mistake fails the play, naming the app and the field, and the host stays as it was."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from test_live import APPS, HOST_NAME, run_site
+
+testinfra_hosts = [HOST_NAME]
+GOOD = APPS[0]
+
+# What the play may change on the host: Apache, units, the apps' files, users.
+FINGERPRINT = (
+    "{ find /etc/apache2 /etc/systemd/system /etc/scgi /srv/scgi /var/lib/pyhost-scgi "
+    "-printf '%p %m %u %g %s %T@\\n' | sort; getent passwd; getent group; } | sha256sum"
+)
+
+
+def variant(**changes: Any) -> dict[str, Any]:
+    """The scenario's first app with CHANGES; a None value removes the field."""
+    return {key: value for key, value in {**GOOD, **changes}.items() if value is not None}
+
+
+BAD_INPUTS = [
+    ("duplicate name", [GOOD, variant(server_name="other.test")], "app '{0}', field 'name': is defined twice"),
+    ("duplicate host", [GOOD, variant(name="twin")], "app 'twin', field 'server_name+mount'"),
+    ("duplicate port", [variant(listen="127.0.0.1:7000"),
+                        variant(name="twin", server_name="twin.test", server_aliases=[], listen="127.0.0.1:7000")],
+     "app 'twin', field 'listen': port 7000 is already used by app '{0}'"),
+    ("invalid name", [variant(name="Bad-Name")], "app 'Bad-Name', field 'name'"),
+    ("system user", [variant(name="root")], "app 'root', field 'name': is a system account"),
+    ("dotdot path", [variant(static={"dir": "../../etc"})], "app '{0}', field 'static.dir'"),
+    ("no source", [variant(source=None)], "app '{0}', field 'source': is required"),
+    ("two sources", [variant(source={"path": "a", "archive": "b.tar"})], "app '{0}', field 'source': needs exactly one"),
+    ("malformed wsgi", [variant(wsgi="not a callable")], "app '{0}', field 'wsgi'"),
+    ("unknown protocol", [variant(protocol="http")], "app '{0}', field 'protocol'"),
+    ("unknown method", [variant(method="forking")], "app '{0}', field 'method'"),
+    ("unknown field", [variant(colour="blue")], "app '{0}', field 'colour': is not a known field"),
+    ("public address", [variant(listen="0.0.0.0:7000")], "app '{0}', field 'listen'"),
+    ("mod_scgi on unix", [variant(apache_client="mod_scgi", listen="unix")], "app '{0}', field 'listen': mod_scgi connects over TCP only"),
+    ("existing user", [variant(name="intruder")], "app 'intruder', field 'name': user 'intruder' already exists"),
+]
+
+
+@pytest.mark.parametrize(("case", "apps", "message"), BAD_INPUTS, ids=[case for case, _, _ in BAD_INPUTS])
+def test_bad_input_fails_before_anything_changes(host, case, apps, message):
+    if case == "existing user":
+        host.run_test("useradd --system --no-create-home intruder")
+    try:
+        before = host.check_output(FINGERPRINT)
+        status, output = run_site(scgi_apps=apps)
+        after = host.check_output(FINGERPRINT)
+    finally:
+        if case == "existing user":
+            host.run_test("userdel intruder")
+    assert status != 0
+    assert message.format(GOOD["name"]) in output, output[-3000:]
+    assert "PLAY [Check scgi_apps]" in output
+    assert "PLAY [Run the apps]" not in output
+    assert after == before
