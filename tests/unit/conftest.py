@@ -439,6 +439,7 @@ class Launcher:
         notify_address: str | None = None,
         name: str = "app",
         protocol: str = "scgi",
+        module: str = "testapps",
     ) -> None:
         self.protocol = protocol
         self.socket_path = str(workdir / f"{name}.sock")
@@ -448,7 +449,7 @@ class Launcher:
             *(prefix or [sys.executable]),
             str(LAUNCHER),
             "--app",
-            f"testapps:{app}",
+            f"{module}:{app}",
             "--chdir",
             str(workdir),
             "--bind",
@@ -474,7 +475,7 @@ class Launcher:
 
     def wait_ready(self) -> Launcher:
         try:
-            assert self.notify.receive() == "READY=1"
+            assert self.notify.receive().startswith("READY=1\nSTATUS=serving ")
         except TimeoutError:
             raise AssertionError(f"launcher not ready: {self.stderr()}") from None
         return self

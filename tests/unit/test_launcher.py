@@ -406,10 +406,8 @@ SOCKET_ACTIVATION_WRAPPER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize(("protocol", "method"), SERVERS, ids=SERVER_IDS)
-def test_systemd_socket_activation(
-    launch, workdir: Path, protocol: str, method: str
-) -> None:
+def launch_activated(launch, workdir: Path, app: str, *args: str, **kwargs) -> tuple[Launcher, str]:
+    """Start the launcher as systemd does for a .socket unit; return it and the socket's path."""
     wrapper = workdir / "activate.py"
     wrapper.write_text(SOCKET_ACTIVATION_WRAPPER)
     path = str(workdir / "activated.sock")
@@ -417,21 +415,83 @@ def test_systemd_socket_activation(
         listener.bind(path)
         listener.listen()
         launcher = launch(
-            "echo",
-            "--method",
-            method,
-            "--script-name",
-            "/blog",
+            app,
+            *args,
             bind="systemd",
             prefix=[sys.executable, str(wrapper), str(listener.fileno())],
             pass_fds=(listener.fileno(),),
-            protocol=protocol,
+            **kwargs,
         )
+    return launcher, path
+
+
+@pytest.mark.parametrize(("protocol", "method"), SERVERS, ids=SERVER_IDS)
+def test_systemd_socket_activation(
+    launch, workdir: Path, protocol: str, method: str
+) -> None:
+    launcher, path = launch_activated(
+        launch, workdir, "echo", "--method", method, "--script-name", "/blog", protocol=protocol
+    )
     environ = launcher.request("/blog/x", address=path).json()
     assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/blog", "/x")
     assert "LISTEN_FDS" not in environ and "NOTIFY_SOCKET" not in environ
     assert launcher.stop()[0] == 0
     assert os.path.exists(path)  # systemd's socket, not ours to remove
+
+
+FLAKY_APP = textwrap.dedent("""
+    # Fails to import while the file "broken" exists beside it.
+    import os
+    if os.path.exists(os.path.join(os.path.dirname(__file__), "broken")):
+        raise RuntimeError("a dependency is down; this text may hold a secret")
+    from testapps import echo as application
+""")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_retry_load_answers_503_and_imports_again_with_growing_delays(
+    launch, workdir: Path, protocol: str
+) -> None:
+    (workdir / "flaky.py").write_text(FLAKY_APP)
+    (workdir / "broken").touch()
+    launcher, path = launch_activated(
+        launch, workdir, "application", "--retry-load", "--method", "prefork",
+        module="flaky", protocol=protocol, ready=False,
+    )
+    for attempt, delay in ((1, 1), (2, 2)):
+        # Ready to systemd (nothing waits in the backlog), but saying why not serving.
+        assert launcher.notify.receive() == (
+            f"READY=1\nSTATUS=unavailable: the app failed to load (RuntimeError), "
+            f"attempt {attempt}; answering 503, next attempt in {delay} s"
+        )
+        response = launcher.request("/", address=path)
+        assert response.status.startswith("503"), response
+        assert response.headers["Retry-After"] == str(delay)
+        assert b"failed to start" in response.body and b"secret" not in response.body
+    (workdir / "broken").unlink()
+    assert launcher.notify.receive().startswith("READY=1\nSTATUS=serving flaky:application (")
+    assert launcher.request("/x", address=path).json()["PATH_INFO"] == "/x"
+    # Retried in place: still the process systemd started, never a new one.
+    assert is_running(launcher.proc.pid)
+    assert launcher.stderr().count("Traceback") == 2
+    assert launcher.stop()[0] == 0
+
+
+def test_retry_load_stops_promptly_while_unavailable(launch, workdir: Path) -> None:
+    (workdir / "flaky.py").write_text(FLAKY_APP)
+    (workdir / "broken").touch()
+    launcher, _ = launch_activated(
+        launch, workdir, "application", "--retry-load", module="flaky", ready=False
+    )
+    assert "STATUS=unavailable" in launcher.notify.receive()
+    assert launcher.stop()[0] == 0
+    assert launcher.notify.receive() == "STOPPING=1"
+
+
+def test_retry_load_needs_systemd_activation(launch) -> None:
+    launcher = launch("echo", "--retry-load", ready=False)
+    assert launcher.proc.wait(TIMEOUT) == 2
+    assert "--retry-load needs --bind systemd" in launcher.stderr()
 
 
 def test_bind_systemd_without_activation_is_refused(launch) -> None:

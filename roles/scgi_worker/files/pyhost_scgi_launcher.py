@@ -50,8 +50,16 @@ sent (checked against Apache 2.4 for every protocol and mount):
 * a path outside ``--script-name`` reaches the app whole, SCRIPT_NAME empty.
 
 It also refuses a flup version it was not tested with, imports the
-application before serving, reports READY/STOPPING to systemd and keeps quiet:
-no line per request, one line at startup, then only warnings and errors.
+application before serving, reports READY/STOPPING and a status line to
+systemd and keeps quiet: no line per request, one line at startup, then only
+warnings and errors.
+
+With --retry-load (socket activation only), an app that fails to import does
+not make the launcher exit, which would leave Apache's requests waiting in the
+socket's backlog while systemd restarts it: the launcher reports ready with an
+"unavailable:" status, answers every request 503 with Retry-After, and after
+1, 2, 4 ... LOAD_RETRY_MAX seconds re-executes itself (same PID, same socket)
+to import the app afresh.
 """
 
 from __future__ import annotations
@@ -97,6 +105,14 @@ PREFORK_MAX_SPARE = 2
 
 SD_LISTEN_FDS_START = 3
 
+# --retry-load: the first retry after this many seconds, doubling up to the most.
+LOAD_RETRY_FIRST = 1
+LOAD_RETRY_MAX = 60
+# Which import attempt this is, carried across re-executions.
+LOAD_ATTEMPT_ENV = "PYHOST_SCGI_LOAD_ATTEMPT"
+# Threads answering 503 while the app is unavailable: the answer is instant.
+UNAVAILABLE_THREADS = 2
+
 AJP_END_RESPONSE = b"\x05"
 
 log = logging.getLogger(PROG)
@@ -108,6 +124,14 @@ class LauncherError(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class AppLoadError(LauncherError):
+    """The app's code failed: --retry-load retries these."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause  # the exception's type only: its text may hold secrets
 
 
 # --------------------------------------------------------------------------
@@ -270,6 +294,13 @@ exit status: 0 after a signal, 1 on a runtime error, 2 on a usage error.
         "needed behind Apache's mod_scgi, which follows such redirects itself",
     )
     parser.add_argument(
+        "--retry-load",
+        action="store_true",
+        help="if the app fails to import, answer 503 and import it again after "
+        f"{LOAD_RETRY_FIRST}, {2 * LOAD_RETRY_FIRST}, {4 * LOAD_RETRY_FIRST} ... "
+        f"{LOAD_RETRY_MAX} s instead of exiting (--bind systemd only)",
+    )
+    parser.add_argument(
         "--log-level",
         default="WARNING",
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
@@ -285,6 +316,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.socket_mode = 0o660
     elif args.bind.kind != "unix":
         parser.error("--socket-mode applies to --bind unix:/PATH only")
+    if args.retry_load and args.bind.kind != "systemd":
+        # Only a socket systemd holds outlives the re-execution cleanly.
+        parser.error("--retry-load needs --bind systemd")
     return args
 
 
@@ -319,14 +353,16 @@ def load_app(spec: str, chdir: str | None) -> Callable[..., Any]:
         target: Any = importlib.import_module(module_name)
         for name in attribute.split("."):
             target = getattr(target, name)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         traceback.print_exc()
-        raise LauncherError(
-            f"cannot import --app {spec}: {type(exc).__name__}: {exc}"
+        raise AppLoadError(
+            f"cannot import --app {spec}: {type(exc).__name__}: {exc}",
+            type(exc).__name__,
         ) from None
     if not callable(target):
-        raise LauncherError(
-            f"--app {spec} is a {type(target).__name__}, not a WSGI callable"
+        raise AppLoadError(
+            f"--app {spec} is a {type(target).__name__}, not a WSGI callable",
+            "not callable",
         )
     return target
 
@@ -445,6 +481,7 @@ class SystemdNotifier:
     """sd_notify() without libsystemd: one datagram per state change."""
 
     def __init__(self, address: str | None) -> None:
+        self.address = address  # as systemd gave it, to hand on at re-execution
         if address and address.startswith("@"):
             address = "\0" + address[1:]  # abstract namespace
         self._address = address
@@ -522,6 +559,7 @@ class _LauncherServer:
         # the mount is compared in that form too.
         self._mount = mount.encode("utf-8").decode("latin-1")
         self._stop_requested = False
+        self.timed_out = False
 
     def _sanitizeEnv(self, environ: dict[str, Any]) -> None:
         # flup's SCGI gives a request without a body an io.StringIO: reading it
@@ -541,16 +579,29 @@ class _LauncherServer:
         send it as SCRIPT_NAME (AJP overrides this)."""
         return environ.get("SCRIPT_NAME", "")
 
-    def serve(self, sock: socket.socket, notifier: SystemdNotifier) -> None:
+    def serve(
+        self,
+        sock: socket.socket,
+        notifier: SystemdNotifier,
+        status: str,
+        seconds: float | None = None,
+    ) -> None:
+        """Serve until a stop signal, or for `seconds` (then `timed_out` is set
+        and systemd is not told the service is stopping)."""
         # The socket must not block: several processes may wake up for one connection.
         sock.setblocking(False)
         self._installSignalHandlers()
         try:
-            notifier.notify("READY=1")
+            if seconds is not None:
+                signal.signal(signal.SIGALRM, self._time_is_up)
+                signal.setitimer(signal.ITIMER_REAL, seconds)
+            notifier.notify(f"READY=1\nSTATUS={status}")
             self._accept_loop(sock)
-            notifier.notify("STOPPING=1")
+            if not self.timed_out:
+                notifier.notify("STOPPING=1")
             self._drain()
         finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
             self._restoreSignalHandlers()
 
     # Named like flup's methods on purpose: flup's prefork child calls
@@ -582,6 +633,10 @@ class _LauncherServer:
         }
 
     def _request_stop(self, signum: int, frame: Any) -> None:
+        self._stop_requested = True
+
+    def _time_is_up(self, signum: int, frame: Any) -> None:
+        self.timed_out = not self._stop_requested
         self._stop_requested = True
 
     def _wait(
@@ -970,26 +1025,99 @@ def run(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.log_level)
     flup_version = check_flup_version()
-    application = load_app(args.app, args.chdir)
-    if args.absolute_redirects:
-        application = absolute_redirects(application)
-    if args.method == "threaded" and args.max_requests:
-        log.warning(
-            "--max-requests %d is ignored with --method threaded", args.max_requests
-        )
-    server = build_server(args, application)
+    attempt = load_attempt()
     notifier = SystemdNotifier.from_environment()
+    # What a re-execution starts from: not what the failed import left behind.
+    environment = dict(os.environ)
     with listening(args.bind, args.socket_mode) as sock:
-        print(
-            f"{PROG}: serving {args.app} ({args.protocol}, {args.method}, "
+        try:
+            application = load_app(args.app, args.chdir)
+        except AppLoadError as exc:
+            if not args.retry_load:
+                raise
+            print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
+            return serve_unavailable(args, sock, notifier, environment, exc.cause, attempt)
+        if args.absolute_redirects:
+            application = absolute_redirects(application)
+        if args.method == "threaded" and args.max_requests:
+            log.warning(
+                "--max-requests %d is ignored with --method threaded", args.max_requests
+            )
+        server = build_server(args, application)
+        serving = (
+            f"serving {args.app} ({args.protocol}, {args.method}, "
             f"max {args.max_children} {'processes' if args.method == 'prefork' else 'threads'}, "
-            f"max-requests {args.max_requests}) on {args.bind.text}, "
+            f"max-requests {args.max_requests})"
+        )
+        print(
+            f"{PROG}: {serving} on {args.bind.text}, "
             f"mount {args.script_name or '/'!r}, flup {flup_version}",
             file=sys.stderr,
             flush=True,
         )
-        server.serve(sock, notifier)
+        server.serve(sock, notifier, serving)
     return 0
+
+
+def load_attempt() -> int:
+    value = os.environ.pop(LOAD_ATTEMPT_ENV, "1")
+    return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
+def serve_unavailable(
+    args: argparse.Namespace,
+    sock: socket.socket,
+    notifier: SystemdNotifier,
+    environment: dict[str, str],
+    cause: str,
+    attempt: int,
+) -> int:
+    """Answer 503 for a while, then re-execute to import the app again."""
+    delay = min(LOAD_RETRY_FIRST * 2 ** min(attempt - 1, 30), LOAD_RETRY_MAX)
+    status = (
+        f"unavailable: the app failed to load ({cause}), attempt {attempt}; "
+        f"answering 503, next attempt in {delay} s"
+    )
+    print(f"{PROG}: {status}", file=sys.stderr, flush=True)
+    answering = argparse.Namespace(
+        **{**vars(args), "method": "threaded", "max_children": UNAVAILABLE_THREADS, "max_requests": 0}
+    )
+    server = build_server(answering, unavailable_app(delay))
+    server.serve(sock, notifier, status, seconds=delay)
+    if not server.timed_out:
+        return 0  # stopped by a signal
+    # systemd's socket is fd 3 again in the new image, as at activation.
+    if sock.fileno() != SD_LISTEN_FDS_START:
+        os.dup2(sock.fileno(), SD_LISTEN_FDS_START)
+    os.set_inheritable(SD_LISTEN_FDS_START, True)
+    environment.update(
+        LISTEN_FDS="1", LISTEN_PID=str(os.getpid()), **{LOAD_ATTEMPT_ENV: str(attempt + 1)}
+    )
+    if notifier.address:
+        environment["NOTIFY_SOCKET"] = notifier.address
+    sys.stderr.flush()
+    os.execve(sys.executable, sys.orig_argv, environment)
+
+
+def unavailable_app(retry_after: int) -> Callable[..., Any]:
+    body = (
+        b"503 Service Unavailable\n\n"
+        b"The application failed to start; it is retried automatically.\n"
+    )
+
+    def unavailable(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response(
+            "503 Service Unavailable",
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                ("Retry-After", str(retry_after)),
+                ("Cache-Control", "no-store"),
+            ],
+        )
+        return [body]
+
+    return unavailable
 
 
 def main() -> None:
