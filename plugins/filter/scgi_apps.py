@@ -72,7 +72,7 @@ RESERVED_NAMES = frozenset(
 KNOWN_KEYS = frozenset(
     "name state server_name server_aliases source requirements packages wsgi django protocol method "
     "max_children max_requests listen mount apache_client static media env secret_env unit_settings "
-    "memory_max cpu_quota tasks_max".split()
+    "memory_max cpu_quota tasks_max keep_data".split()
 )
 
 DEFAULTS: dict[str, Any] = {
@@ -94,6 +94,7 @@ DEFAULTS: dict[str, Any] = {
     "memory_max": None,
     "cpu_quota": None,
     "tasks_max": None,
+    "keep_data": False,
 }
 MEMORY_RE = re.compile(r"^\d+[KMGT]?$")
 CPU_QUOTA_RE = re.compile(r"^\d+%$")
@@ -177,6 +178,15 @@ def _check_env(name: str, field: str, env: Any) -> dict[str, str]:
     return {str(key): str(value) for key, value in env.items()}
 
 
+def _kept_in_home(name: str, app: dict[str, Any]) -> list[str]:
+    """The entries of an absent app's home that keep_data keeps: its media and state directories."""
+    media = app.get("media") or {}
+    if not isinstance(media, dict):
+        raise AppError(name, "media", "must be a mapping with 'url' and 'dir'")
+    media_dir = _relative_dir(name, "media.dir", media.get("dir", "media"))
+    return sorted({media_dir.split("/")[0], "state"})
+
+
 def _check_choice(name: str, app: dict[str, Any], field: str, choices: tuple[str, ...], later: str = "") -> None:
     if app[field] not in choices:
         hint = f" ({later})" if later else ""
@@ -210,7 +220,12 @@ def _complete(raw: Any) -> dict[str, Any]:
         secret_env_keys=sorted(_check_env(name, "secret_env", app["secret_env"])),
     )
     del app["secret_env"]
+    if not isinstance(app["keep_data"], bool):
+        raise AppError(name, "keep_data", f"{app['keep_data']!r} must be true or false")
     if app["state"] == "absent":
+        # What removal spares: the user and group (so that the kept files keep
+        # a meaningful owner) and these entries of the home.
+        app["kept_in_home"] = _kept_in_home(name, app) if app["keep_data"] else []
         return app
 
     if not isinstance(app.get("server_name"), str) or not HOST_RE.match(app["server_name"]):

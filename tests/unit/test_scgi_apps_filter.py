@@ -110,6 +110,23 @@ def test_secret_values_never_leave_the_filter():
 def test_absent_app_needs_only_its_name():
     (gone,) = scgi_apps([{"name": "old", "state": "absent"}])
     assert gone["service"] == "scgi-old.service"
+    assert gone["keep_data"] is False
+    assert gone["kept_in_home"] == []
+
+
+def test_absent_app_with_keep_data_keeps_media_and_state():
+    (gone,) = scgi_apps([{"name": "old", "state": "absent", "keep_data": True}])
+    assert gone["kept_in_home"] == ["media", "state"]
+
+
+def test_keep_data_keeps_a_media_dir_of_its_own():
+    (gone,) = scgi_apps([{"name": "old", "state": "absent", "keep_data": True, "media": {"dir": "data/uploads"}}])
+    assert gone["kept_in_home"] == ["data", "state"]
+
+
+def test_keep_data_is_accepted_on_a_present_app():
+    (blog,) = scgi_apps([app(keep_data=True)])
+    assert blog["keep_data"] is True
 
 
 @pytest.mark.parametrize(
@@ -180,6 +197,15 @@ def test_absent_app_needs_only_its_name():
         ([app(memory_max="lots")], "field 'memory_max'"),
         ([app(cpu_quota="0.5")], "field 'cpu_quota'"),
         ([app(tasks_max=0)], "field 'tasks_max'"),
+        ([app(keep_data="yes")], "app 'blog', field 'keep_data': 'yes' must be true or false"),
+        (
+            [{"name": "old", "state": "absent", "keep_data": 1}],
+            "app 'old', field 'keep_data': 1 must be true or false",
+        ),
+        (
+            [{"name": "old", "state": "absent", "keep_data": True, "media": {"dir": "../x"}}],
+            "app 'old', field 'media.dir': '../x' must stay inside",
+        ),
     ],
 )
 def test_mistakes_name_the_app_and_the_field(apps, message):
