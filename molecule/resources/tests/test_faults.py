@@ -2,17 +2,93 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator
 
 from test_live import APPS, HOST_NAME, fetch, probe_path, run_site
 
 testinfra_hosts = [HOST_NAME]
 PROJECT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
 HELLO = f"{PROJECT}/molecule/resources/apps/hello"
+# The plain WSGI app of the scenario; its import obeys this file (see hello.py).
+HELLO_APP = next(app for app in APPS if app["name"] == "hello")
+OTHER_APPS = [app for app in APPS if app is not HELLO_APP]
+HELLO_SERVICE = "scgi-hello.service"
+START_CONTROL = "/srv/scgi/hello/state/start-control"
 
 
-def all_apps_answer() -> bool:
-    return all(fetch(app, probe_path(app)).status == 200 for app in APPS)
+def all_apps_answer(apps: list[dict[str, Any]] = APPS) -> bool:
+    return all(fetch(app, probe_path(app)).status == 200 for app in apps)
+
+
+def unit_property(host, name: str) -> str:
+    return host.check_output(f"systemctl show --property={name} --value {HELLO_SERVICE}")
+
+
+def wait_for(predicate: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll, bounded: the bound is a hang guard, not a speed requirement."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def hello_starts(host, how: str) -> Iterator[None]:
+    """Make hello's next imports `fail` or `sleep N`; afterwards it starts normally again."""
+    host.run_test(f"echo '{how}' > {START_CONTROL} && chmod 0644 {START_CONTROL}")
+    try:
+        yield
+    finally:
+        host.run_test(f"rm -f {START_CONTROL} && systemctl restart {HELLO_SERVICE}")
+        assert fetch(HELLO_APP, probe_path(HELLO_APP)).status == 200
+
+
+def test_an_app_that_starts_slowly_delays_nobody_else(host):
+    with hello_starts(host, "sleep 20"), ThreadPoolExecutor(1) as pool:
+        host.run_test(f"systemctl restart --no-block {HELLO_SERVICE}")
+        wait_for(lambda: unit_property(host, "ActiveState") == "activating", 10, "hello to be starting")
+        # Sent first: it waits in hello's socket backlog until hello is ready, and is not refused.
+        waiting = pool.submit(fetch, HELLO_APP, probe_path(HELLO_APP))
+        assert all_apps_answer(OTHER_APPS)
+        # Every other app answered while hello was still starting, and its request still waits.
+        assert unit_property(host, "ActiveState") == "activating"
+        assert not waiting.done()
+        assert waiting.result().status == 200
+        assert unit_property(host, "ActiveState") == "active"
+
+
+def test_an_app_that_fails_at_start_answers_503_and_is_retried_with_growing_delays(host):
+    since = host.check_output("date +%s")
+    with hello_starts(host, "fail"):
+        host.run_test(f"systemctl restart {HELLO_SERVICE}")
+        assert re.fullmatch(r"unavailable: the app failed to load \(RuntimeError\), attempt \d+; "
+                            r"answering 503, next attempt in \d+ s", unit_property(host, "StatusText"))
+        main_pid = unit_property(host, "MainPID")
+        resp = fetch(HELLO_APP, probe_path(HELLO_APP))
+        # The launcher's own quick answer, through Apache: not a timeout, not Apache's proxy error.
+        assert resp.status == 503
+        assert resp.headers["Retry-After"].isdigit()
+        assert "failed to start; it is retried automatically" in resp.text
+        assert all_apps_answer(OTHER_APPS)
+        wait_for(lambda: "attempt 3;" in unit_property(host, "StatusText"), 30, "hello's third attempt")
+        journal = host.check_output(f"journalctl --no-pager -o cat -u {HELLO_SERVICE} --since @{since}")
+        delays = [line.rsplit(" in ", 1)[1] for line in journal.splitlines() if "next attempt in" in line]
+        assert delays[:3] == ["1 s", "2 s", "4 s"], journal
+        assert "told to fail at start" in journal  # the traceback is in the app's journal
+        # Once the cause is gone, the next attempt serves, in the same process: nobody restarted it.
+        host.run_test(f"rm {START_CONTROL}")
+        wait_for(lambda: fetch(HELLO_APP, probe_path(HELLO_APP)).status == 200, 30, "hello to recover")
+        assert unit_property(host, "StatusText").startswith("serving hello:application (")
+        assert unit_property(host, "MainPID") == main_pid
+        # The re-executed launcher kept the app's environment.
+        greeting = HELLO_APP.get("env", {}).get("HELLO_GREETING")
+        assert fetch(HELLO_APP, probe_path(HELLO_APP)).json()["greeting"] == greeting
+        assert all_apps_answer()
 
 
 def test_an_app_that_cannot_start_fails_its_own_deploy_and_absent_removes_it(host):
@@ -20,7 +96,8 @@ def test_an_app_that_cannot_start_fails_its_own_deploy_and_absent_removes_it(hos
               "wsgi": "hello:no_such_callable", "mount": "/"}
     status, output = run_site(scgi_apps=[*APPS, broken])
     assert status != 0
-    assert "Unable to start service scgi-broken.service" in output
+    assert ("App broken did not load its code (hello:no_such_callable): unavailable: the app failed to load "
+            "(AttributeError), attempt ") in output
     assert "failed=1" in output
     assert all_apps_answer()
     journal = host.run("journalctl --no-pager -u scgi-broken.service").stdout

@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
@@ -31,12 +32,13 @@ PLAIN_APPS = [app for app in APPS if not app.get("django")]
 WEB_GROUP = "www-data"
 
 
-def run_site(**extra_vars: Any) -> tuple[int, str]:
-    """Run the collection's site.yml on this scenario's host with extra vars; return status and output."""
+def run_site(cli_args: Sequence[str] = (), **extra_vars: Any) -> tuple[int, str]:
+    """Run the collection's site.yml on this scenario's host with extra vars (and more ansible-playbook
+    arguments, such as --check); return status and output."""
     project = os.environ["MOLECULE_PROJECT_DIRECTORY"]
     result = subprocess.run(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "-e", json.dumps(extra_vars),
-         f"{project}/site.yml"],
+         *cli_args, f"{project}/site.yml"],
         capture_output=True, text=True, timeout=900,
         env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": f"{project}/collections", "ANSIBLE_FORCE_COLOR": "0"},
     )
@@ -393,6 +395,15 @@ def test_service_is_hardened(host, app):
     out = host.check_output(f"systemd-analyze security --no-pager scgi-{app['name']}.service")
     exposure = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out).group(1))
     assert exposure <= 1.5, out
+
+
+def test_unit_settings_relax_the_hardening_of_their_app_only(host):
+    relaxed = [app["name"] for app in APPS if app.get("unit_settings") == {"MemoryDenyWriteExecute": False}]
+    assert relaxed, "each scenario relaxes one app's MemoryDenyWriteExecute"
+    for app in APPS:
+        shown = host.check_output(
+            f"systemctl show --property=MemoryDenyWriteExecute --value scgi-{app['name']}.service")
+        assert shown == ("no" if app["name"] in relaxed else "yes"), app["name"]
 
 
 LIMITED_APPS = [app for app in APPS if app.get("memory_max") or app.get("cpu_quota") or app.get("tasks_max")]

@@ -5,6 +5,9 @@ Standard library only. Routes on PATH_INFO:
 * ``/redirect``: 302 to the absolute URL ``<mount>/target``, rebuilt from the
   request as PEP 3333 describes (so it keeps the mount prefix);
 * anything else: 200 JSON describing the request and the serving process.
+
+The start-up tests steer its import with a file ``state/start-control`` in the
+app's home: ``fail`` makes the import fail, ``sleep N`` makes it take N seconds.
 """
 
 import itertools
@@ -17,6 +20,22 @@ from urllib.parse import parse_qs, quote
 
 # Requests this process has served: shows when a worker process is replaced.
 _served = itertools.count(1)
+
+
+def _start_as_told():
+    control = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "state", "start-control")
+    try:
+        with open(control, encoding="utf-8") as told:
+            words = told.read().split()
+    except FileNotFoundError:
+        return
+    if words == ["fail"]:
+        raise RuntimeError("told to fail at start by " + control)
+    if len(words) == 2 and words[0] == "sleep":
+        time.sleep(float(words[1]))
+
+
+_start_as_told()
 
 
 def _wsgi_to_text(value):
