@@ -1086,10 +1086,9 @@ def serve_unavailable(
     server.serve(sock, notifier, status, seconds=delay)
     if not server.timed_out:
         return 0  # stopped by a signal
-    # systemd's socket is fd 3 again in the new image, as at activation.
-    if sock.fileno() != SD_LISTEN_FDS_START:
-        os.dup2(sock.fileno(), SD_LISTEN_FDS_START)
-    os.set_inheritable(SD_LISTEN_FDS_START, True)
+    # --retry-load implies --bind systemd: the socket is still systemd's fd 3,
+    # handed to the new image as at activation.
+    os.set_inheritable(sock.fileno(), True)
     environment.update(
         LISTEN_FDS="1", LISTEN_PID=str(os.getpid()), **{LOAD_ATTEMPT_ENV: str(attempt + 1)}
     )
