@@ -11,6 +11,7 @@ apart between the worker and the Apache side.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -34,6 +35,12 @@ options:
     description: Also show risky but valid choices (such as a port in the ephemeral range) as warnings.
     type: bool
     default: false
+  source_root:
+    description:
+      - The controller directory that relative C(source.path) and C(source.archive) values are read from.
+      - When given, every present app's source must exist there (a directory for C(path), a readable file for
+        C(archive)), and C(source.controller_path) is its absolute path.
+    type: str
 """
 
 EXAMPLES = r"""
@@ -50,11 +57,17 @@ _value:
 """
 
 HOME_ROOT = "/srv/scgi"
+# Apache side: one vhost per site (a server_name), which includes the part of
+# every app mounted under that host name from the site's directory.
+SITES_AVAILABLE = "/etc/apache2/sites-available"
+SITE_PARTS_ROOT = "/etc/apache2/pyhost-scgi"
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 WSGI_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 HOST_RE = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
+# A site's server_name names its files: no wildcard (those go in server_aliases).
+SERVER_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,62})(\.[a-z0-9]([a-z0-9-]{0,62}))*")
 URL_PATH_RE = re.compile(r"^/([A-Za-z0-9._~-]+/)*$")
 TCP_RE = re.compile(r"^(?P<host>127(\.\d{1,3}){3}|localhost|\[::1\]):(?P<port>\d{1,5})$")
 
@@ -121,15 +134,29 @@ def _url_path(app: str, field: str, value: Any) -> str:
     return value
 
 
-def _check_source(name: str, source: Any) -> dict[str, Any]:
+def _check_source(name: str, source: Any, source_root: str | None) -> dict[str, Any]:
     if not isinstance(source, dict):
         raise AppError(name, "source", "is required: a mapping with exactly one of 'path' or 'archive'")
     kinds = [kind for kind in ("path", "archive", "git") if source.get(kind)]
     if len(kinds) != 1:
         raise AppError(name, "source", f"needs exactly one of 'path' or 'archive', found {kinds or 'none'}")
-    if kinds == ["git"]:
+    kind = kinds[0]
+    if kind == "git":
         raise AppError(name, "source.git", "is not supported yet: use 'path' or 'archive'")
-    return {"kind": kinds[0], "location": str(source[kinds[0]])}
+    checked = {"kind": kind, "location": str(source[kind])}
+    if source_root is not None:
+        checked["controller_path"] = _controller_source(name, kind, checked["location"], source_root)
+    return checked
+
+
+def _controller_source(name: str, kind: str, location: str, source_root: str) -> str:
+    """The absolute path of an app's source on the controller, which must be there to read."""
+    path = os.path.normpath(os.path.join(source_root, location))
+    found = os.path.isdir(path) if kind == "path" else os.path.isfile(path)
+    if not found or not os.access(path, os.R_OK | (os.X_OK if kind == "path" else 0)):
+        what = "a readable directory" if kind == "path" else "a readable file"
+        raise AppError(name, f"source.{kind}", f"{location!r} is not {what} on the controller (looked at {path})")
+    return path
 
 
 def _check_django(name: str, django: Any) -> dict[str, Any] | None:
@@ -193,7 +220,7 @@ def _check_choice(name: str, app: dict[str, Any], field: str, choices: tuple[str
         raise AppError(name, field, f"{app[field]!r} must be one of {', '.join(choices)}{hint}")
 
 
-def _complete(raw: Any) -> dict[str, Any]:
+def _complete(raw: Any, source_root: str | None) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise AnsibleFilterError(f"scgi_apps: every item must be a mapping, got {raw!r}")
     name = raw.get("name")
@@ -216,7 +243,8 @@ def _complete(raw: Any) -> dict[str, Any]:
         config_dir=f"/etc/scgi/{name}",
         service=f"scgi-{name}.service",
         socket_unit=f"scgi-{name}.socket",
-        vhost=f"scgi-{name}.conf",
+        # Before 0.2 each app had a vhost of its own; a run removes it where found.
+        old_vhost=f"scgi-{name}.conf",
         secret_env_keys=sorted(_check_env(name, "secret_env", app["secret_env"])),
     )
     del app["secret_env"]
@@ -228,12 +256,19 @@ def _complete(raw: Any) -> dict[str, Any]:
         app["kept_in_home"] = _kept_in_home(name, app) if app["keep_data"] else []
         return app
 
-    if not isinstance(app.get("server_name"), str) or not HOST_RE.match(app["server_name"]):
-        raise AppError(name, "server_name", f"{app.get('server_name')!r} must be a host name like blog.example.org")
+    server_name = app.get("server_name")
+    if not isinstance(server_name, str) or not SERVER_NAME_RE.fullmatch(server_name.lower()):
+        raise AppError(name, "server_name", f"{server_name!r} must be a host name like blog.example.org "
+                       "(wildcards go in server_aliases)")
+    if not isinstance(app["server_aliases"], list):
+        raise AppError(name, "server_aliases", "must be a list of host names")
     for alias in app["server_aliases"]:
-        if not HOST_RE.match(str(alias)):
+        if not isinstance(alias, str) or not HOST_RE.match(alias):
             raise AppError(name, "server_aliases", f"{alias!r} is not a host name")
-    app["source"] = _check_source(name, app.get("source"))
+    # Host names are case-insensitive: compared and written in lower case.
+    app["server_name"] = server_name.lower()
+    app["server_aliases"] = sorted({alias.lower() for alias in app["server_aliases"]} - {app["server_name"]})
+    app["source"] = _check_source(name, app.get("source"), source_root)
     if not isinstance(app.get("wsgi"), str) or not WSGI_RE.match(app["wsgi"]):
         raise AppError(name, "wsgi", f"{app.get('wsgi')!r} must be module:callable, like blog.wsgi:application")
     app["requirements"] = _relative_dir(name, "requirements", app["requirements"]) if app["requirements"] else ""
@@ -255,6 +290,7 @@ def _complete(raw: Any) -> dict[str, Any]:
             raise AppError(name, "listen", "mod_scgi connects over TCP only: use a loopback HOST:PORT like 127.0.0.1:4000")
     app["mount"] = _url_path(name, "mount", app["mount"])
     app["script_name"] = app["mount"].rstrip("/")
+    app["site"] = _site(app)
     app["env"] = _check_env(name, "env", app["env"])
     _check_limits(name, app)
     if not isinstance(app["unit_settings"], dict):
@@ -291,6 +327,24 @@ def _complete(raw: Any) -> dict[str, Any]:
     return app
 
 
+def _site(app: dict[str, Any]) -> dict[str, str]:
+    """Where Apache finds an app: the vhost of its server_name, and the app's own part of it.
+
+    Apps under one host name share one vhost, which includes each app's part
+    from the site's directory in file-name order: deeper mounts first, because
+    Apache's Alias and ProxyPass take the first match (/blog/ before /).
+    """
+    stem = f"scgi-site-{app['server_name']}"
+    parts_dir = f"{SITE_PARTS_ROOT}/{stem}"
+    depth = app["mount"].count("/")
+    return {
+        "name": stem,
+        "vhost_path": f"{SITES_AVAILABLE}/{stem}.conf",
+        "parts_dir": parts_dir,
+        "part": f"{parts_dir}/{999 - depth:03d}-scgi-{app['name']}.conf",
+    }
+
+
 def _warnings(app: dict[str, Any]) -> list[str]:
     port = app["listen"].get("port", 0)
     if port >= EPHEMERAL_PORTS_START:
@@ -302,6 +356,26 @@ def _warnings(app: dict[str, Any]) -> list[str]:
     return []
 
 
+def _check_sites(apps: list[dict[str, Any]]) -> None:
+    """Apps share a site by sharing its server_name, and then its aliases too: one vhost answers for them all."""
+    site_of_host: dict[str, tuple[str, str]] = {}
+    aliases_of_site: dict[str, tuple[list[str], str]] = {}
+    for app in apps:
+        if app["state"] != "present":
+            continue
+        site = app["server_name"]
+        aliases, first = aliases_of_site.setdefault(site, (app["server_aliases"], app["name"]))
+        if aliases != app["server_aliases"]:
+            raise AppError(app["name"], "server_aliases", f"apps under server_name {site} share one site and its "
+                           f"aliases: must be {aliases} as for app '{first}', not {app['server_aliases']}")
+        for host in [site, *app["server_aliases"]]:
+            other_site, other = site_of_host.setdefault(host, (site, app["name"]))
+            if other_site != site:
+                field = "server_name" if host == site else "server_aliases"
+                raise AppError(app["name"], field, f"{host} already belongs to the site {other_site} of app "
+                               f"'{other}': to share it, use server_name {other_site}")
+
+
 def _check_unique(apps: list[dict[str, Any]]) -> None:
     seen: dict[tuple[str, str], str] = {}
     for app in apps:
@@ -310,7 +384,7 @@ def _check_unique(apps: list[dict[str, Any]]) -> None:
         seen[("name", app["name"])] = app["name"]
         if app["state"] != "present":
             continue
-        keys = [("server_name+mount", f"{host}{app['mount']}") for host in [app["server_name"], *app["server_aliases"]]]
+        keys = [("server_name+mount", f"{app['server_name']}{app['mount']}")]
         if app["listen"]["kind"] == "tcp":
             keys.append(("listen", f"port {app['listen']['port']}"))
         for field, value in keys:
@@ -319,16 +393,18 @@ def _check_unique(apps: list[dict[str, Any]]) -> None:
                 raise AppError(app["name"], field, f"{value} is already used by app '{other}'")
 
 
-def scgi_apps(apps: Any, warn: bool = False) -> list[dict[str, Any]]:
+def scgi_apps(apps: Any, warn: bool = False, source_root: str | None = None) -> list[dict[str, Any]]:
     """Return the checked and completed apps; raise naming the app and field on any mistake.
 
     With warn=True, risky but valid choices are also shown as Ansible warnings
     (the play does it once, in its first check, rather than in every role).
+    With source_root, every present app's source must exist on the controller.
     """
     if not isinstance(apps, list):
         raise AnsibleFilterError("scgi_apps must be a list of apps")
-    completed = [_complete(raw) for raw in apps]
+    completed = [_complete(raw, source_root) for raw in apps]
     _check_unique(completed)
+    _check_sites(completed)
     if warn:
         for app in completed:
             for message in app.get("warnings", []):

@@ -129,10 +129,81 @@ def test_keep_data_is_accepted_on_a_present_app():
     assert blog["keep_data"] is True
 
 
+def test_apps_under_one_host_name_share_its_site_deeper_mounts_first():
+    shop, blog = scgi_apps([
+        app(name="shop", server_name="WWW.Example.org", server_aliases=["example.org"], mount="/"),
+        app(server_name="www.example.org", server_aliases=["Example.org"], mount="/blog/"),
+    ])
+    assert shop["server_name"] == blog["server_name"] == "www.example.org"
+    assert shop["server_aliases"] == blog["server_aliases"] == ["example.org"]
+    site = "scgi-site-www.example.org"
+    assert shop["site"] == {
+        "name": site,
+        "vhost_path": f"/etc/apache2/sites-available/{site}.conf",
+        "parts_dir": f"/etc/apache2/pyhost-scgi/{site}",
+        "part": f"/etc/apache2/pyhost-scgi/{site}/998-scgi-shop.conf",
+    }
+    assert blog["site"]["name"] == shop["site"]["name"]
+    # Apache includes the parts in name order and takes the first Alias/ProxyPass that matches.
+    assert sorted([shop["site"]["part"], blog["site"]["part"]])[0] == blog["site"]["part"]
+
+
+def test_source_on_the_controller_is_resolved_from_the_root(tmp_path):
+    (tmp_path / "apps" / "blog").mkdir(parents=True)
+    (tmp_path / "blog.tar.gz").write_bytes(b"")
+    blog, shop = scgi_apps(
+        [app(), app(name="shop", server_name="shop.example.org", source={"archive": str(tmp_path / "blog.tar.gz")})],
+        source_root=str(tmp_path),
+    )
+    assert blog["source"] == {"kind": "path", "location": "apps/blog", "controller_path": str(tmp_path / "apps/blog")}
+    assert shop["source"]["controller_path"] == str(tmp_path / "blog.tar.gz")
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ({"path": "apps/missing"}, "app 'blog', field 'source.path': 'apps/missing' is not a readable directory on the "
+                                   "controller (looked at {root}/apps/missing)"),
+        ({"path": "file.txt"}, "app 'blog', field 'source.path': 'file.txt' is not a readable directory"),
+        ({"archive": "dist/blog.tar.gz"}, "app 'blog', field 'source.archive': 'dist/blog.tar.gz' is not a readable "
+                                          "file on the controller (looked at {root}/dist/blog.tar.gz)"),
+        ({"archive": "apps"}, "app 'blog', field 'source.archive': 'apps' is not a readable file"),
+    ],
+)
+def test_missing_source_on_the_controller_names_the_app_and_the_field(tmp_path, source, message):
+    (tmp_path / "apps").mkdir()
+    (tmp_path / "file.txt").write_text("")
+    with pytest.raises(AnsibleFilterError) as error:
+        scgi_apps([app(source=source)], source_root=str(tmp_path))
+    assert message.format(root=tmp_path) in str(error.value)
+
+
+def test_sources_are_not_looked_up_without_a_root_nor_for_absent_apps(tmp_path):
+    scgi_apps([app(source={"path": "nowhere"})])
+    scgi_apps([{"name": "old", "state": "absent"}], source_root=str(tmp_path))
+
+
 @pytest.mark.parametrize(
     ("apps", "message"),
     [
         ([app(name="Blog")], "app 'Blog', field 'name'"),
+        (
+            [app(server_aliases=["www.blog.example.org"]), app(name="shop", mount="/shop/")],
+            "app 'shop', field 'server_aliases': apps under server_name blog.example.org share one site and its "
+            "aliases: must be ['www.blog.example.org'] as for app 'blog', not []",
+        ),
+        (
+            [app(server_aliases=["shop.example.org"]), app(name="shop", server_name="shop.example.org")],
+            "app 'shop', field 'server_name': shop.example.org already belongs to the site blog.example.org of app "
+            "'blog': to share it, use server_name blog.example.org",
+        ),
+        (
+            [app(), app(name="shop", server_name="shop.example.org", server_aliases=["BLOG.example.org"])],
+            "app 'shop', field 'server_aliases': blog.example.org already belongs to the site blog.example.org",
+        ),
+        ([app(server_name="*.example.org")], "field 'server_name': '*.example.org' must be a host name like "
+                                             "blog.example.org (wildcards go in server_aliases)"),
+        ([app(server_aliases="www.example.org")], "field 'server_aliases': must be a list of host names"),
         ([app(name="root")], "app 'root', field 'name': is a system account"),
         ([app(), app()], "app 'blog', field 'name': is defined twice"),
         (

@@ -40,6 +40,12 @@ BAD_INPUTS = [
     ("public address", [variant(listen="0.0.0.0:7000")], "app '{0}', field 'listen'"),
     ("mod_scgi on unix", [variant(apache_client="mod_scgi", listen="unix")], "app '{0}', field 'listen': mod_scgi connects over TCP only"),
     ("existing user", [variant(name="intruder")], "app 'intruder', field 'name': user 'intruder' already exists"),
+    ("missing source path", [variant(source={"path": "/nonexistent/app"})],
+     "app '{0}', field 'source.path': '/nonexistent/app' is not a readable directory on the controller"),
+    ("missing source archive", [variant(source={"archive": "dist/missing.tar.gz"})],
+     "app '{0}', field 'source.archive': 'dist/missing.tar.gz' is not a readable file on the controller"),
+    ("partly shared host name", [GOOD, variant(name="twin", mount="/twin/", server_aliases=["twin.test"])],
+     "app 'twin', field 'server_aliases': apps under server_name"),
 ]
 
 

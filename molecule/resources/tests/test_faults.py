@@ -9,7 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
-from test_live import APPS, HOST_NAME, fetch, probe_path, run_site
+from test_live import APPS, HOST_NAME, fetch, probe_path, run_site, site_vhost_path
 
 testinfra_hosts = [HOST_NAME]
 PROJECT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
@@ -107,7 +107,8 @@ def test_an_app_that_cannot_start_fails_its_own_deploy_and_absent_removes_it(hos
     assert status == 0, output[-3000:]
     for path in ["/srv/scgi/broken", "/etc/scgi/broken", "/var/lib/pyhost-scgi/broken", "/run/scgi-broken",
                  "/etc/systemd/system/scgi-broken.service", "/etc/systemd/system/scgi-broken.socket",
-                 "/etc/apache2/sites-available/scgi-broken.conf", "/etc/apache2/sites-enabled/scgi-broken.conf"]:
+                 "/etc/apache2/sites-available/scgi-site-broken.test.conf",
+                 "/etc/apache2/sites-enabled/scgi-site-broken.test.conf", "/etc/apache2/pyhost-scgi/scgi-site-broken.test"]:
         assert not host.file(path).exists, path
     assert not host.user("broken").exists
     assert not host.group("broken").exists
@@ -116,7 +117,7 @@ def test_an_app_that_cannot_start_fails_its_own_deploy_and_absent_removes_it(hos
 
 
 def test_a_directive_apache_rejects_never_reaches_the_live_server(host):
-    vhost = f"/etc/apache2/sites-available/scgi-{APPS[0]['name']}.conf"
+    vhost = site_vhost_path(APPS[0])
     before = host.file(vhost).content_string
     status, output = run_site(scgi_site_extra_directives=["NoSuchDirective on"])
     assert status != 0

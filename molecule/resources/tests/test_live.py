@@ -27,9 +27,25 @@ RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVEN
 HOST_NAME = RUNNER.get_hosts("scgi_frontends")[0]
 testinfra_hosts = [HOST_NAME]
 APPS: list[dict[str, Any]] = RUNNER.get_variables(HOST_NAME)["scgi_apps"]
-DJANGO_APPS = [app for app in APPS if app.get("django")]
-PLAIN_APPS = [app for app in APPS if not app.get("django")]
 WEB_GROUP = "www-data"
+
+
+def kind(app: dict[str, Any]) -> str:
+    """What the app is: the Django demo, the Flask notes app, or hello (plain WSGI)."""
+    if app.get("django"):
+        return "django"
+    return "flask" if app["source"]["path"].endswith("/notes") else "hello"
+
+
+DJANGO_APPS = [app for app in APPS if kind(app) == "django"]
+FLASK_APPS = [app for app in APPS if kind(app) == "flask"]
+PLAIN_APPS = [app for app in APPS if kind(app) == "hello"]
+# Apps under one host name, at different mounts: one site answers for them all.
+SHARED_SITES = [
+    [app for app in APPS if app["server_name"] == name]
+    for name in sorted({app["server_name"] for app in APPS})
+    if sum(app["server_name"] == name for app in APPS) > 1
+]
 
 
 def run_site(cli_args: Sequence[str] = (), **extra_vars: Any) -> tuple[int, str]:
@@ -105,6 +121,16 @@ def path_of(location: str) -> str:
 
 def probe_path(app: dict[str, Any]) -> str:
     return mount(app) + ("echo/" if app.get("django") else "")
+
+
+def part_path(app: dict[str, Any]) -> str:
+    """The app's part of its site's virtual host (included deeper mounts first)."""
+    return (f"/etc/apache2/pyhost-scgi/scgi-site-{app['server_name']}/"
+            f"{999 - mount(app).count('/'):03d}-scgi-{app['name']}.conf")
+
+
+def site_vhost_path(app: dict[str, Any]) -> str:
+    return f"/etc/apache2/sites-available/scgi-site-{app['server_name']}.conf"
 
 
 def sleep_path(app: dict[str, Any], seconds: float) -> str:
@@ -223,6 +249,53 @@ def test_plain_wsgi_gets_env_and_secret_env(host, app):
         assert secret not in host.run(f"journalctl --no-pager -u scgi-{app['name']}.service").stdout
 
 
+@pytest.mark.parametrize("app", FLASK_APPS, ids=_ids(FLASK_APPS))
+def test_flask_pages_session_and_redirect_stay_under_the_mount(app):
+    home = fetch(app, mount(app))
+    assert home.status == 200
+    assert f'href="{static_url(app)}notes.css"' in home.text
+    assert f'action="{mount(app)}notes"' in home.text
+    saved = fetch(app, mount(app) + "notes", method="POST", body=b"text=hello+from+molecule",
+                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert saved.status == 302
+    assert saved.headers["Location"] == public_location(app, mount(app))
+    # The session is signed with the key from secret_env: any worker process reads it.
+    page = fetch(app, path_of(saved.headers["Location"]), headers={"Cookie": f"session={cookies(saved)['session']}"})
+    assert page.status == 200
+    assert "<li>hello from molecule</li>" in page.text
+    assert "Saved 19 characters." in page.text
+
+
+def who_answers(app: dict[str, Any]) -> str:
+    """Which app served a request for the app's probe path, by what it answers."""
+    resp = fetch(app, probe_path(app))
+    assert resp.status == 200, (app["name"], resp.status)
+    if "<h1>Notes</h1>" in resp.text:
+        return "notes"
+    return resp.json()["user"]
+
+
+@pytest.mark.parametrize("apps", SHARED_SITES, ids=[apps[0]["server_name"] for apps in SHARED_SITES])
+def test_apps_under_one_host_name_each_answer_at_their_own_mount(apps):
+    assert len({mount(app) for app in apps}) == len(apps)
+    # Whichever app is at / (proxy or mod_scgi), each mount reaches its own app; the static
+    # files of each mount are checked for every app below.
+    for app in apps:
+        assert who_answers(app) == app["name"]
+
+
+BODY_ECHOING_APPS = DJANGO_APPS + PLAIN_APPS
+
+
+@pytest.mark.parametrize("app", BODY_ECHOING_APPS, ids=_ids(BODY_ECHOING_APPS))
+def test_a_1_mib_post_reaches_the_app(app):
+    body = b"x" * (1 << 20)
+    resp = fetch(app, probe_path(app), method="POST", body=body, headers={"Content-Type": "text/plain"})
+    assert resp.status == 200
+    data = resp.json()
+    assert (data["user"], len(data["body"])) == (app["name"], len(body))
+
+
 SUB_MOUNTED_APPS = [app for app in APPS if mount(app) != "/"]
 
 
@@ -235,8 +308,11 @@ def test_mount_without_trailing_slash_redirects(app):
 
 @pytest.mark.parametrize("app", APPS, ids=_ids(APPS))
 def test_static_file_is_served_by_apache_even_with_the_app_stopped(host, app):
-    name = "demo/style.css" if app.get("django") else "hello.txt"
-    marker = "pyhost-scgi-demo-static" if app.get("django") else "pyhost-scgi-hello-static"
+    name, marker = {
+        "django": ("demo/style.css", "pyhost-scgi-demo-static"),
+        "flask": ("notes.css", "pyhost-scgi-notes-static"),
+        "hello": ("hello.txt", "pyhost-scgi-hello-static"),
+    }[kind(app)]
     units = f"scgi-{app['name']}.socket scgi-{app['name']}.service"
     assert fetch(app, probe_path(app)).status == 200
     host.run_test(f"systemctl stop {units}")
@@ -334,6 +410,15 @@ def test_prefork_worker_is_replaced_after_max_requests(app):
 
 
 # --- what runs on the host ---------------------------------------------------
+
+
+def test_the_host_is_minimal_and_the_roles_brought_what_they_rely_on(host):
+    """The image is what many VPS and container hosts are (debootstrap minbase with systemd and
+    python3), the converge connected as root without sudo, and the roles installed the rest."""
+    for missing in ("sudo", "procps", "iproute2"):
+        assert not host.package(missing).is_installed, missing
+    assert host.package("dbus").is_installed
+    assert host.service("dbus").is_running
 
 PROCESSES_PY = """
 import json, os, pwd

@@ -1,4 +1,8 @@
-"""Check mode and diff on a converged host, and an app removed with keep_data and brought back."""
+"""Check mode and diff on a converged host, and an app removed with keep_data and brought back.
+
+These runs connect as a user who is not root and becomes root with sudo, as
+many operators do; the converge connected as root, on a host without sudo.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,24 @@ import re
 import uuid
 from typing import Any
 
-from test_live import APPS, HOST_NAME, PLAIN_APPS, fetch, run_site
+import pytest
+from test_live import APPS, HOST_NAME, PLAIN_APPS, fetch, part_path, probe_path, run_site, site_vhost_path
 
 testinfra_hosts = [HOST_NAME]
 PROJECT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
 HELLO = f"{PROJECT}/molecule/resources/apps/hello"
 CHECK_DIFF = ["--check", "--diff"]
+SUDO_USER = "deploy"
+
+
+@pytest.fixture(scope="module")
+def sudo_user(host) -> str:
+    """A login that becomes root with sudo; the image has no sudo, so this test's own setup installs it."""
+    host.run_test("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sudo")
+    host.run_test(f"id {SUDO_USER} || useradd --create-home --shell /bin/sh {SUDO_USER}")
+    host.run_test(f"echo '{SUDO_USER} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/{SUDO_USER}"
+                  f" && chmod 0440 /etc/sudoers.d/{SUDO_USER}")
+    return SUDO_USER
 
 
 def changed_tasks(output: str) -> set[str]:
@@ -25,9 +41,9 @@ def changed_tasks(output: str) -> set[str]:
     return changed
 
 
-def test_check_diff_on_a_converged_host_shows_exactly_the_change_and_never_a_secret(host):
+def test_check_diff_on_a_converged_host_shows_exactly_the_change_and_never_a_secret(host, sudo_user):
     proxied = next(app for app in APPS if app.get("apache_client", "proxy") == "proxy")
-    vhost = host.file(f"/etc/apache2/sites-available/scgi-{proxied['name']}.conf")
+    vhost = host.file(part_path(proxied))
     vhost_before = vhost.content_string
     (old_line,) = [line for line in vhost_before.splitlines() if line.strip().startswith("ProxyPass ")
                    and line.endswith(" timeout=60")]
@@ -39,7 +55,7 @@ def test_check_diff_on_a_converged_host_shows_exactly_the_change_and_never_a_sec
     apps = [{**app, "secret_env": {**app.get("secret_env", {}), "PYHOST_CHECK_SECRET": new_secret}}
             if app is target else app for app in APPS]
 
-    status, output = run_site(CHECK_DIFF, scgi_site_proxy_timeout=61, scgi_apps=apps)
+    status, output = run_site(CHECK_DIFF, scgi_site_proxy_timeout=61, scgi_apps=apps, ansible_user=sudo_user)
 
     assert status == 0, output[-3000:]
     # Only what the two edits imply would change: nothing else of a converged host.
@@ -47,7 +63,7 @@ def test_check_diff_on_a_converged_host_shows_exactly_the_change_and_never_a_sec
         "Reload systemd's view of the units",
         "Start each app, restarting those whose code, environment or unit changed",
         "Reload Apache",
-    } == {"Write each app's secret environment", "Write each app's virtual host"}, output[-5000:]
+    } == {"Write each app's secret environment", "Write each app's part of its site"}, output[-5000:]
     assert f"\n-{old_line}\n" in output, output[-5000:]
     assert f"\n+{old_line.replace(' timeout=60', ' timeout=61')}\n" in output, output[-5000:]
     secrets = [new_secret, *(value for app in APPS for value in (app.get("secret_env") or {}).values())]
@@ -59,21 +75,26 @@ def test_check_diff_on_a_converged_host_shows_exactly_the_change_and_never_a_sec
     assert host.file(secret_file).sha256sum == secret_before
 
 
-# --- keep_data ----------------------------------------------------------------
+# --- keep_data, under a host name another app serves too ----------------------
 
-KEEPER = {"name": "keeper", "server_name": "keeper.test", "source": {"path": HELLO},
-          "wsgi": "hello:application", "mount": "/"}
+NEIGHBOUR = APPS[0]
+KEEPER = {"name": "keeper", "server_name": NEIGHBOUR["server_name"],
+          "server_aliases": NEIGHBOUR.get("server_aliases", []), "source": {"path": HELLO},
+          "wsgi": "hello:application", "mount": "/keeper/"}
 HOME = "/srv/scgi/keeper"
 MEDIA_FILE = f"{HOME}/media/kept.txt"
 STATE_FILE = f"{HOME}/state/kept.db"
+# The per-app vhost of releases before 0.2: a run moves the app into its site.
+OLD_VHOST = "/etc/apache2/sites-available/scgi-keeper.conf"
+OLD_VHOST_LINK = "/etc/apache2/sites-enabled/scgi-keeper.conf"
 GONE_WITH_THE_APP = ["/etc/scgi/keeper", "/var/lib/pyhost-scgi/keeper", "/run/scgi-keeper",
                      "/etc/systemd/system/scgi-keeper.service", "/etc/systemd/system/scgi-keeper.socket",
-                     "/etc/apache2/sites-available/scgi-keeper.conf", "/etc/apache2/sites-enabled/scgi-keeper.conf"]
+                     part_path(KEEPER), OLD_VHOST, OLD_VHOST_LINK]
 
 
-def deploy(app: dict[str, Any]) -> None:
+def deploy(app: dict[str, Any], user: str) -> None:
     # Only this app: the others are not in the list, so the play leaves them as they are.
-    status, output = run_site(scgi_apps=[app])
+    status, output = run_site(scgi_apps=[app], ansible_user=user)
     assert status == 0, output[-3000:]
 
 
@@ -82,8 +103,20 @@ def owner_and_mode(host, path: str) -> tuple[str, str, int]:
     return found.user, found.group, found.mode
 
 
-def test_keep_data_keeps_user_media_and_state_and_present_reuses_them(host):
-    deploy(KEEPER)
+def neighbour_answers() -> bool:
+    return fetch(NEIGHBOUR, probe_path(NEIGHBOUR)).status == 200
+
+
+def test_keep_data_keeps_user_media_and_state_and_present_reuses_them(host, sudo_user):
+    host.run_test(f"printf '<VirtualHost *:80>\\nServerName keeper-old.test\\n</VirtualHost>\\n' > {OLD_VHOST}"
+                  " && a2ensite -q scgi-keeper")
+    since = host.check_output("date +%s")
+    deploy(KEEPER, sudo_user)
+    # The plays became root through sudo, as the connection user was not root.
+    assert f"{sudo_user} : " in host.check_output(f"journalctl --no-pager -o cat _COMM=sudo --since @{since}")
+    assert not host.file(OLD_VHOST).exists and not host.file(OLD_VHOST_LINK).exists
+    assert fetch(KEEPER, "/keeper/").status == 200
+    assert neighbour_answers()
     content = f"kept {uuid.uuid4().hex}\n"
     host.run_test(f"printf %s '{content}' > {MEDIA_FILE} && chown keeper {MEDIA_FILE}")
     host.run_test(f"echo state > {STATE_FILE} && chown keeper:keeper {STATE_FILE} && chmod 0600 {STATE_FILE}")
@@ -91,7 +124,7 @@ def test_keep_data_keeps_user_media_and_state_and_present_reuses_them(host):
     before = {path: owner_and_mode(host, path) for path in kept}
     uid = host.user("keeper").uid
 
-    deploy({"name": "keeper", "state": "absent", "keep_data": True})
+    deploy({"name": "keeper", "state": "absent", "keep_data": True}, sudo_user)
     for path in GONE_WITH_THE_APP:
         assert not host.file(path).exists, path
     assert sorted(host.check_output(f"ls -A {HOME}").split()) == ["media", "state"]
@@ -100,19 +133,23 @@ def test_keep_data_keeps_user_media_and_state_and_present_reuses_them(host):
     assert host.user("keeper").exists and host.user("keeper").uid == uid
     assert host.group("keeper").exists
     assert host.run("systemctl list-units --all --no-legend 'scgi-keeper*'").stdout.strip() == ""
-    assert fetch(KEEPER, "/media/kept.txt").status == 404  # the catch-all site: no vhost claims keeper.test
+    # The site stays for the app that shares the host name, and it still answers.
+    assert host.file(site_vhost_path(NEIGHBOUR)).exists
+    assert neighbour_answers()
+    assert fetch(KEEPER, "/keeper/media/kept.txt").status == 404
 
-    deploy(KEEPER)
+    deploy(KEEPER, sudo_user)
     assert host.user("keeper").uid == uid
     assert {path: owner_and_mode(host, path) for path in kept} == before
-    resp = fetch(KEEPER, "/media/kept.txt")
+    resp = fetch(KEEPER, "/keeper/media/kept.txt")
     assert resp.status == 200
     assert resp.text == content
-    assert fetch(KEEPER, "/").status == 200
+    assert fetch(KEEPER, "/keeper/").status == 200
 
-    deploy({"name": "keeper", "state": "absent"})
+    deploy({"name": "keeper", "state": "absent"}, sudo_user)
     for path in [HOME, *GONE_WITH_THE_APP]:
         assert not host.file(path).exists, path
     assert not host.user("keeper").exists
     assert not host.group("keeper").exists
     assert host.run("systemctl list-units --all --no-legend 'scgi-keeper*'").stdout.strip() == ""
+    assert neighbour_answers()
