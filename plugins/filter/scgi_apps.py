@@ -61,15 +61,21 @@ HOME_ROOT = "/srv/scgi"
 # every app mounted under that host name from the site's directory.
 SITES_AVAILABLE = "/etc/apache2/sites-available"
 SITE_PARTS_ROOT = "/etc/apache2/pyhost-scgi"
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
-WSGI_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
-MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-HOST_RE = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
+# Every pattern is applied with fullmatch: `$` would let a trailing newline
+# through, and these values end up in unit files and Apache configuration.
+NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,30}")
+WSGI_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
+MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+HOST_RE = re.compile(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*")
 # A site's server_name names its files: no wildcard (those go in server_aliases).
 SERVER_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,62})(\.[a-z0-9]([a-z0-9-]{0,62}))*")
-URL_PATH_RE = re.compile(r"^/([A-Za-z0-9._~-]+/)*$")
-TCP_RE = re.compile(r"^(?P<host>127(\.\d{1,3}){3}|localhost|\[::1\]):(?P<port>\d{1,5})$")
+URL_PATH_RE = re.compile(r"/([A-Za-z0-9._~-]+/)*")
+TCP_RE = re.compile(r"(?P<host>127(\.\d{1,3}){3}|localhost|\[::1\]):(?P<port>\d{1,5})")
+# One segment of a directory inside the app's home or code.
+DIR_SEGMENT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+# A systemd [Service] directive name, as unit_settings keys must be.
+DIRECTIVE_RE = re.compile(r"[A-Z][A-Za-z0-9]*")
 
 # Linux's default net.ipv4.ip_local_port_range starts here.
 EPHEMERAL_PORTS_START = 32768
@@ -85,7 +91,7 @@ RESERVED_NAMES = frozenset(
 KNOWN_KEYS = frozenset(
     "name state server_name server_aliases source requirements packages wsgi django protocol method "
     "max_children max_requests listen mount apache_client static media env secret_env unit_settings "
-    "memory_max cpu_quota tasks_max keep_data".split()
+    "memory_max cpu_quota tasks_max keep_data max_body read_timeout".split()
 )
 
 DEFAULTS: dict[str, Any] = {
@@ -108,9 +114,14 @@ DEFAULTS: dict[str, Any] = {
     "cpu_quota": None,
     "tasks_max": None,
     "keep_data": False,
+    "max_body": "100M",
+    "read_timeout": 60,
 }
-MEMORY_RE = re.compile(r"^\d+[KMGT]?$")
-CPU_QUOTA_RE = re.compile(r"^\d+%$")
+MEMORY_RE = re.compile(r"\d+[KMGT]?")
+SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+# Apache's LimitRequestBody takes at most 2 GiB.
+MAX_BODY_LIMIT = 1 << 31
+CPU_QUOTA_RE = re.compile(r"\d+%")
 
 
 class AppError(AnsibleFilterError):
@@ -121,15 +132,20 @@ class AppError(AnsibleFilterError):
 
 
 def _relative_dir(app: str, field: str, value: Any) -> str:
+    """A path below the app's home or code: plain names only, since it ends up in unit files and Apache's config."""
     if not isinstance(value, str) or not value.strip("/"):
         raise AppError(app, field, "must be a non-empty relative directory name")
     if value.startswith("/") or ".." in value.split("/"):
         raise AppError(app, field, f"'{value}' must stay inside the app's home (no leading '/', no '..')")
-    return value.strip("/")
+    segments = value.strip("/").split("/")
+    if not all(DIR_SEGMENT_RE.fullmatch(segment) for segment in segments):
+        raise AppError(app, field, f"{value!r} must be plain names joined by '/': letters, digits, '_', '-' and "
+                       "'.' (not first), no '.', no spaces or control characters")
+    return "/".join(segments)
 
 
 def _url_path(app: str, field: str, value: Any) -> str:
-    if not isinstance(value, str) or not URL_PATH_RE.match(value):
+    if not isinstance(value, str) or not URL_PATH_RE.fullmatch(value):
         raise AppError(app, field, f"{value!r} must be a URL path that starts and ends with '/', like /static/")
     return value
 
@@ -162,47 +178,91 @@ def _controller_source(name: str, kind: str, location: str, source_root: str) ->
 def _check_django(name: str, django: Any) -> dict[str, Any] | None:
     if django is None:
         return None
-    if not isinstance(django, dict) or not MODULE_RE.match(str(django.get("settings", ""))):
+    if not isinstance(django, dict) or not MODULE_RE.fullmatch(str(django.get("settings", ""))):
         raise AppError(name, "django.settings", "must name the app's settings module, like blog.settings")
-    return {
-        "settings": django["settings"],
-        "migrate": bool(django.get("migrate", True)),
-        "collectstatic": bool(django.get("collectstatic", True)),
-        "debug": bool(django.get("debug", False)),
-    }
+    checked = {"settings": django["settings"]}
+    for flag, default in (("migrate", True), ("collectstatic", True), ("debug", False)):
+        checked[flag] = _boolean(name, f"django.{flag}", django.get(flag, default))
+    return checked
+
+
+def _boolean(name: str, field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise AppError(name, field, f"{value!r} must be true or false")
+    return value
+
+
+def _whole_number(name: str, field: str, value: Any, minimum: int) -> int:
+    # bool is an int in Python: `max_children: true` must not pass as 1.
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise AppError(name, field, f"{value!r} must be a whole number >= {minimum}")
+    return value
 
 
 def _check_listen(name: str, listen: Any) -> dict[str, Any]:
     if listen == "unix":
         return {"kind": "unix", "address": f"/run/scgi-{name}/{name}.sock"}
-    match = TCP_RE.match(str(listen))
+    match = TCP_RE.fullmatch(str(listen))
     if not match:
         raise AppError(name, "listen", f"{listen!r} must be 'unix' or a loopback HOST:PORT like 127.0.0.1:4000")
     port = int(match.group("port"))
     if not 1024 <= port <= 65535:
         raise AppError(name, "listen", f"port {port} must be between 1024 and 65535")
-    host = match.group("host")
+    # systemd's ListenStream= takes addresses, not names.
+    host = "127.0.0.1" if match.group("host") == "localhost" else match.group("host")
     return {"kind": "tcp", "address": f"{host}:{port}", "host": host.strip("[]"), "port": port}
 
 
 def _check_limits(name: str, app: dict[str, Any]) -> None:
-    if app["memory_max"] is not None and not MEMORY_RE.match(str(app["memory_max"])):
+    if app["memory_max"] is not None and not MEMORY_RE.fullmatch(str(app["memory_max"])):
         raise AppError(name, "memory_max", f"{app['memory_max']!r} must be bytes with an optional K, M, G or T, like 512M")
-    if app["cpu_quota"] is not None and not CPU_QUOTA_RE.match(str(app["cpu_quota"])):
+    if app["cpu_quota"] is not None and not CPU_QUOTA_RE.fullmatch(str(app["cpu_quota"])):
         raise AppError(name, "cpu_quota", f"{app['cpu_quota']!r} must be a percentage of one core, like 50% or 200%")
-    if app["tasks_max"] is not None and not (isinstance(app["tasks_max"], int) and app["tasks_max"] >= 1):
-        raise AppError(name, "tasks_max", f"{app['tasks_max']!r} must be a whole number >= 1")
+    if app["tasks_max"] is not None:
+        _whole_number(name, "tasks_max", app["tasks_max"], 1)
 
 
 def _check_env(name: str, field: str, env: Any) -> dict[str, str]:
     if not isinstance(env, dict):
         raise AppError(name, field, "must be a mapping of VARIABLE: value")
     for key, value in env.items():
-        if not ENV_KEY_RE.match(str(key)):
+        if not ENV_KEY_RE.fullmatch(str(key)):
             raise AppError(name, field, f"{key!r} is not a valid environment variable name")
-        if "\n" in str(value) or "\r" in str(value):
+        if any(char in str(value) for char in "\n\r\0"):
             raise AppError(name, f"{field}.{key}", "must be a single line")
     return {str(key): str(value) for key, value in env.items()}
+
+
+def _body_size(name: str, value: Any) -> int:
+    """Bytes, from a whole number or a size like 100M."""
+    match = re.fullmatch(r"(\d+)([KMG]?)", str(value)) if not isinstance(value, bool) else None
+    size = int(match.group(1)) * SIZE_UNITS[match.group(2)] if match else -1
+    if not 1 <= size <= MAX_BODY_LIMIT:
+        raise AppError(name, "max_body", f"{value!r} must be a size from 1 byte to 2G, like 100M")
+    return size
+
+
+def _check_packages(name: str, packages: Any) -> None:
+    """pip requirement strings: a leading '-' or a line break would make pip read an option or a second line."""
+    if not isinstance(packages, list):
+        raise AppError(name, "packages", "must be a list of pip requirement strings")
+    for package in packages:
+        if (not isinstance(package, str) or not package.strip() or package.lstrip().startswith("-")
+                or any(ord(char) < 32 for char in package)):
+            raise AppError(name, "packages", f"{package!r} must be one pip requirement, like 'requests>=2.31' "
+                           "(no option, no line break)")
+
+
+def _check_unit_settings(name: str, settings: Any) -> None:
+    """Directives the operator adds to the unit: loosening is allowed, injecting more lines is not."""
+    if not isinstance(settings, dict):
+        raise AppError(name, "unit_settings", "must be a mapping of systemd [Service] directive: value")
+    for key, value in settings.items():
+        if not isinstance(key, str) or not DIRECTIVE_RE.fullmatch(key):
+            raise AppError(name, "unit_settings", f"{key!r} is not a systemd directive name, like MemoryMax")
+        for one in value if isinstance(value, list) else [value]:
+            if not isinstance(one, (str, int)) or any(ord(char) < 32 for char in str(one)):
+                raise AppError(name, f"unit_settings.{key}", f"{one!r} must be a single-line value (or a list of them)")
 
 
 def _kept_in_home(name: str, app: dict[str, Any]) -> list[str]:
@@ -224,7 +284,7 @@ def _complete(raw: Any, source_root: str | None) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise AnsibleFilterError(f"scgi_apps: every item must be a mapping, got {raw!r}")
     name = raw.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise AppError(str(name), "name", "must match ^[a-z][a-z0-9_]{0,30}$ (it names the system user and unit)")
     if name in RESERVED_NAMES:
         raise AppError(name, "name", "is a system account name on Debian hosts; choose another")
@@ -248,8 +308,7 @@ def _complete(raw: Any, source_root: str | None) -> dict[str, Any]:
         secret_env_keys=sorted(_check_env(name, "secret_env", app["secret_env"])),
     )
     del app["secret_env"]
-    if not isinstance(app["keep_data"], bool):
-        raise AppError(name, "keep_data", f"{app['keep_data']!r} must be true or false")
+    _boolean(name, "keep_data", app["keep_data"])
     if app["state"] == "absent":
         # What removal spares: the user and group (so that the kept files keep
         # a meaningful owner) and these entries of the home.
@@ -263,25 +322,26 @@ def _complete(raw: Any, source_root: str | None) -> dict[str, Any]:
     if not isinstance(app["server_aliases"], list):
         raise AppError(name, "server_aliases", "must be a list of host names")
     for alias in app["server_aliases"]:
-        if not isinstance(alias, str) or not HOST_RE.match(alias):
+        if not isinstance(alias, str) or not HOST_RE.fullmatch(alias):
             raise AppError(name, "server_aliases", f"{alias!r} is not a host name")
     # Host names are case-insensitive: compared and written in lower case.
     app["server_name"] = server_name.lower()
     app["server_aliases"] = sorted({alias.lower() for alias in app["server_aliases"]} - {app["server_name"]})
     app["source"] = _check_source(name, app.get("source"), source_root)
-    if not isinstance(app.get("wsgi"), str) or not WSGI_RE.match(app["wsgi"]):
+    if not isinstance(app.get("wsgi"), str) or not WSGI_RE.fullmatch(app["wsgi"]):
         raise AppError(name, "wsgi", f"{app.get('wsgi')!r} must be module:callable, like blog.wsgi:application")
     app["requirements"] = _relative_dir(name, "requirements", app["requirements"]) if app["requirements"] else ""
-    if not isinstance(app["packages"], list):
-        raise AppError(name, "packages", "must be a list of pip requirement strings")
+    _check_packages(name, app["packages"])
     app["django"] = _check_django(name, app["django"])
     _check_choice(name, app, "protocol", ("scgi", "fcgi", "ajp"))
     _check_choice(name, app, "method", ("prefork", "threaded"))
     _check_choice(name, app, "apache_client", ("proxy", "mod_scgi"))
-    if app["max_children"] != "auto" and not (isinstance(app["max_children"], int) and app["max_children"] >= 1):
+    if app["max_children"] != "auto" and (isinstance(app["max_children"], bool)
+                                          or not isinstance(app["max_children"], int) or app["max_children"] < 1):
         raise AppError(name, "max_children", f"{app['max_children']!r} must be 'auto' or a whole number >= 1")
-    if not isinstance(app["max_requests"], int) or app["max_requests"] < 0:
-        raise AppError(name, "max_requests", f"{app['max_requests']!r} must be a whole number >= 0")
+    _whole_number(name, "max_requests", app["max_requests"], 0)
+    _whole_number(name, "read_timeout", app["read_timeout"], 1)
+    app["max_body"] = _body_size(name, app["max_body"])
     app["listen"] = _check_listen(name, app["listen"])
     if app["apache_client"] == "mod_scgi":
         if app["protocol"] != "scgi":
@@ -293,19 +353,21 @@ def _complete(raw: Any, source_root: str | None) -> dict[str, Any]:
     app["site"] = _site(app)
     app["env"] = _check_env(name, "env", app["env"])
     _check_limits(name, app)
-    if not isinstance(app["unit_settings"], dict):
-        raise AppError(name, "unit_settings", "must be a mapping of systemd [Service] directive: value")
+    _check_unit_settings(name, app["unit_settings"])
 
     for kind in ("static", "media"):
         given = app.get(kind) or {}
         if not isinstance(given, dict):
             raise AppError(name, kind, "must be a mapping with 'url' and 'dir'")
+        directory = _relative_dir(name, f"{kind}.dir", given.get("dir", kind))
+        if "/" in directory:
+            raise AppError(name, f"{kind}.dir", f"{directory!r} must be one directory name, directly in the app's home")
         files = {
             "url": _url_path(name, f"{kind}.url", given.get("url", f"{app['mount']}{kind}/")),
-            "dir": f"{home}/{_relative_dir(name, f'{kind}.dir', given.get('dir', kind))}",
+            "dir": f"{home}/{directory}",
             "source": _relative_dir(name, f"{kind}.source", given["source"]) if given.get("source") else "",
         }
-        if files["dir"].split("/")[-1] in ("code", "venv", "state"):
+        if directory in ("code", "venv", "state"):
             raise AppError(name, f"{kind}.dir", "must not be the app's code, venv or state directory")
         app[kind] = files
     if app["static"]["source"] and app["django"] and app["django"]["collectstatic"]:
@@ -316,10 +378,14 @@ def _complete(raw: Any, source_root: str | None) -> dict[str, Any]:
         raise AppError(name, "media", "must use a URL and a directory different from static")
 
     scheme = app["protocol"]
+    # The worker as mod_proxy names it: each app's is its own, so that a
+    # <Proxy> section of it applies to this app's requests only.
+    backend = f"{scheme}://{name}" if app["listen"]["kind"] == "unix" else f"{scheme}://{app['listen']['address']}"
+    app["proxy_section"] = f"{backend}/"
     if app["listen"]["kind"] == "unix":
-        app["proxy_url"] = f"unix:{app['listen']['address']}|{scheme}://{name}{app['mount']}"
+        app["proxy_url"] = f"unix:{app['listen']['address']}|{backend}{app['mount']}"
     else:
-        app["proxy_url"] = f"{scheme}://{app['listen']['address']}{app['mount']}"
+        app["proxy_url"] = f"{backend}{app['mount']}"
     # mod_scgi's SCGIMount serves a URL prefix of its own; mod_rewrite hands it
     # the app's public URLs that are not files, as in the classic recipe.
     app["scgi_mount"] = f"/.pyhost-scgi/{name}"

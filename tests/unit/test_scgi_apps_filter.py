@@ -178,6 +178,29 @@ def test_missing_source_on_the_controller_names_the_app_and_the_field(tmp_path, 
     assert message.format(root=tmp_path) in str(error.value)
 
 
+def test_request_limits_default_and_sizes():
+    (blog,) = scgi_apps([app()])
+    assert (blog["max_body"], blog["read_timeout"]) == (100 << 20, 60)
+    (blog,) = scgi_apps([app(max_body="2G", read_timeout=300)])
+    assert (blog["max_body"], blog["read_timeout"]) == (2 << 30, 300)
+    (blog,) = scgi_apps([app(max_body=1024)])
+    assert blog["max_body"] == 1024
+
+
+def test_localhost_listens_on_an_address_systemd_accepts():
+    (blog,) = scgi_apps([app(listen="localhost:4000")])
+    assert blog["listen"] == {"kind": "tcp", "address": "127.0.0.1:4000", "host": "127.0.0.1", "port": 4000}
+    assert blog["proxy_url"] == "scgi://127.0.0.1:4000/"
+
+
+def test_plain_dirs_and_single_line_unit_settings_pass():
+    (blog,) = scgi_apps([app(django=None, static={"dir": "static.v2", "source": "public/static"}, media={"dir": "uploads"},
+                             unit_settings={"MemoryDenyWriteExecute": False, "IPAddressAllow": ["localhost", "10.0.0.5"],
+                                            "LimitNOFILE": 4096}, packages=["requests>=2.31", "Django[argon2]==5.2"])])
+    assert (blog["static"]["dir"], blog["media"]["dir"]) == ("/srv/scgi/blog/static.v2", "/srv/scgi/blog/uploads")
+    assert blog["static"]["source"] == "public/static"
+
+
 def test_sources_are_not_looked_up_without_a_root_nor_for_absent_apps(tmp_path):
     scgi_apps([app(source={"path": "nowhere"})])
     scgi_apps([{"name": "old", "state": "absent"}], source_root=str(tmp_path))
@@ -204,6 +227,44 @@ def test_sources_are_not_looked_up_without_a_root_nor_for_absent_apps(tmp_path):
         ([app(server_name="*.example.org")], "field 'server_name': '*.example.org' must be a host name like "
                                              "blog.example.org (wildcards go in server_aliases)"),
         ([app(server_aliases="www.example.org")], "field 'server_aliases': must be a list of host names"),
+        # Injection: a value that reaches a unit file or Apache's configuration must be one plain line.
+        ([app(media={"dir": "media\nUser=root\nReadWritePaths=/."})], "app 'blog', field 'media.dir': 'media\\nUser=root"),
+        ([app(static={"dir": "."})], "field 'static.dir': '.' must be plain names"),
+        ([app(static={"dir": "code/."})], "field 'static.dir': 'code/.' must be plain names"),
+        ([app(static={"dir": "venv/lib"})], "field 'static.dir': 'venv/lib' must be one directory name, directly in"),
+        ([app(media={"dir": "state/uploads"})], "field 'media.dir': 'state/uploads' must be one directory name"),
+        ([app(media={"dir": "state"})], "field 'media.dir': must not be the app's code, venv or state"),
+        ([app(static={"dir": "files dir"})], "field 'static.dir': 'files dir' must be plain names"),
+        ([app(static={"source": "public\nx"})], "field 'static.source'"),
+        ([app(requirements="req.txt\n")], "field 'requirements'"),
+        ([app(name="blog\n")], "field 'name'"),
+        ([app(wsgi="blog.wsgi:application\n")], "field 'wsgi'"),
+        ([app(server_name="blog.example.org\n")], "field 'server_name'"),
+        ([app(server_aliases=["www.example.org\n"])], "field 'server_aliases'"),
+        ([app(env={"KEY\n": "x"})], "field 'env'"),
+        ([app(memory_max="512M\n")], "field 'memory_max'"),
+        ([app(cpu_quota="50%\n")], "field 'cpu_quota'"),
+        ([app(django={"settings": "blog.settings\n"})], "field 'django.settings'"),
+        ([app(mount="/blog/\n")], "field 'mount'"),
+        ([app(listen="127.0.0.1:4000\n")], "field 'listen'"),
+        ([app(packages=["-e git+https://example.org/x"])], "field 'packages': '-e git+https://example.org/x' must be one pip requirement"),
+        ([app(packages=["--index-url=https://evil.example"])], "field 'packages'"),
+        ([app(packages=["requests\n--extra-index-url=https://evil.example"])], "field 'packages'"),
+        ([app(packages=[""])], "field 'packages'"),
+        ([app(packages="requests")], "field 'packages': must be a list"),
+        ([app(unit_settings={"User=root\nX": "y"})], "field 'unit_settings': 'User=root\\nX' is not a systemd directive"),
+        ([app(unit_settings={"MemoryMax": "1G\nUser=root"})], "field 'unit_settings.MemoryMax': '1G\\nUser=root' must be a single-line"),
+        ([app(unit_settings={"IPAddressAllow": ["localhost", "10.0.0.5\nUser=root"]})], "field 'unit_settings.IPAddressAllow'"),
+        ([app(max_body="3G")], "field 'max_body': '3G' must be a size from 1 byte to 2G, like 100M"),
+        ([app(max_body="lots")], "field 'max_body'"),
+        ([app(max_body=0)], "field 'max_body'"),
+        ([app(read_timeout=0)], "field 'read_timeout': 0 must be a whole number >= 1"),
+        # Booleans are not numbers, and strings are not booleans.
+        ([app(max_children=True)], "field 'max_children': True must be 'auto' or a whole number"),
+        ([app(max_requests=False)], "field 'max_requests': False must be a whole number >= 0"),
+        ([app(tasks_max=True)], "field 'tasks_max': True must be a whole number >= 1"),
+        ([app(django={"settings": "blog.settings", "migrate": "false"})], "field 'django.migrate': 'false' must be true or false"),
+        ([app(django={"settings": "blog.settings", "debug": 1})], "field 'django.debug': 1 must be true or false"),
         ([app(name="root")], "app 'root', field 'name': is a system account"),
         ([app(), app()], "app 'blog', field 'name': is defined twice"),
         (
