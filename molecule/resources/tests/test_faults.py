@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator
@@ -114,6 +115,29 @@ def test_an_app_that_cannot_start_fails_its_own_deploy_and_absent_removes_it(hos
     assert not host.group("broken").exists
     assert host.run("systemctl list-units --all --no-legend 'scgi-broken*'").stdout.strip() == ""
     assert all_apps_answer()
+
+
+def test_a_hostile_archive_is_refused_before_any_of_it_reaches_the_host(host, tmp_path):
+    archive = tmp_path / "hostile.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(HELLO, arcname=".")
+        disk = tarfile.TarInfo("disk")  # the host's first disk, if it came out
+        disk.type, disk.devmajor, disk.devminor = tarfile.BLKTYPE, 8, 0
+        tar.addfile(disk)
+        escape = tarfile.TarInfo("public/shadow")
+        escape.type, escape.linkname = tarfile.SYMTYPE, "/etc/shadow"
+        tar.addfile(escape)
+    hostile = {"name": "hostile", "server_name": "hostile.test", "source": {"archive": str(archive)},
+               "wsgi": "hello:application", "static": {"source": "public"}}
+    status, output = run_site(scgi_apps=[hostile])
+    assert status != 0
+    assert "app hostile: the code archive is refused: 'disk': a device node" in output, output[-3000:]
+    assert host.run("find /srv/scgi/hostile -type b -o -type c -o -type l").stdout == ""
+    assert not host.file("/srv/scgi/hostile/code/hello.py").exists
+    assert all_apps_answer()
+    status, output = run_site(scgi_apps=[{"name": "hostile", "state": "absent"}])
+    assert status == 0, output[-3000:]
+    assert not host.file("/srv/scgi/hostile").exists
 
 
 def test_a_directive_apache_rejects_never_reaches_the_live_server(host):

@@ -1,0 +1,100 @@
+"""pyhost-scgi-unpack: what comes out of an app's archive, which may be hostile."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import io
+import os
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[2] / "roles/scgi_worker/files/pyhost-scgi-unpack"
+_LOADER = importlib.machinery.SourceFileLoader("pyhost_scgi_unpack", str(_PATH))
+_SPEC = importlib.util.spec_from_loader("pyhost_scgi_unpack", _LOADER)
+unpack = importlib.util.module_from_spec(_SPEC)
+_LOADER.exec_module(unpack)
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", data: bytes = b"x", mode: int = 0o644):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = kind, link, mode
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    return info, (io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+
+
+def archive(tmp_path: Path, *members) -> str:
+    path = tmp_path / "code.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for info, data in members:
+            tar.addfile(info, data)
+    return str(path)
+
+
+def test_files_dirs_and_in_tree_links_come_out_root_owned_readable_by_the_group(tmp_path):
+    path = archive(
+        tmp_path,
+        member("./app", tarfile.DIRTYPE),
+        member("./app/wsgi.py", data=b"application = None\n"),
+        member("./bin/run", data=b"#!/bin/sh\n", mode=0o755),
+        member("./app/current", tarfile.SYMTYPE, link="wsgi.py"),
+        member("./top", tarfile.SYMTYPE, link="app/../bin"),
+    )
+    target = tmp_path / "code.new"
+    unpack.extract(path, str(target))
+    unpack.hand_over(str(target), os.getgid())
+    assert (target / "app/wsgi.py").read_bytes() == b"application = None\n"
+    assert os.readlink(target / "app/current") == "wsgi.py"
+    assert os.readlink(target / "top") == "app/../bin"
+    modes = {name: stat.S_IMODE(os.stat(target / name).st_mode) for name in ("", "app", "app/wsgi.py", "bin/run")}
+    assert modes == {"": 0o750, "app": 0o750, "app/wsgi.py": 0o640, "bin/run": 0o750}
+
+
+@pytest.mark.parametrize(
+    ("members", "refused"),
+    [
+        ([member("dev/sda", tarfile.BLKTYPE)], "'dev/sda': a device node"),
+        ([member("tty", tarfile.CHRTYPE)], "'tty': a device node"),
+        ([member("pipe", tarfile.FIFOTYPE)], "'pipe': a FIFO"),
+        ([member("a"), member("b", tarfile.LNKTYPE, link="/etc/shadow")], "'b': a hard link"),
+        ([member("/etc/cron.d/x")], "'/etc/cron.d/x': a path outside the code"),
+        ([member("../../etc/cron.d/x")], "'../../etc/cron.d/x': a path outside the code"),
+        ([member("a/../../x")], "'a/../../x': a path outside the code"),
+        ([member("shadow", tarfile.SYMTYPE, link="/etc/shadow")], "'shadow': a symbolic link to '/etc/shadow', outside"),
+        ([member("up", tarfile.SYMTYPE, link="../..")], "'up': a symbolic link to '../..', outside"),
+        ([member("d/l", tarfile.SYMTYPE, link=".."), member("d/l/l2", tarfile.SYMTYPE, link="..")],
+         "'d/l/l2': a path through a symbolic link"),
+        ([member("etc", tarfile.SYMTYPE, link="."), member("etc/cron.d/x")], "'etc/cron.d/x': a path through a"),
+        ([member("a"), member("./a", tarfile.SYMTYPE, link="b")], "'./a': in the archive twice"),
+    ],
+    ids=["block device", "char device", "fifo", "hard link", "absolute", "dotdot", "dotdot inside", "abs link",
+         "escaping link", "link through link", "file through link", "twice"],
+)
+def test_hostile_members_are_refused_before_anything_is_written(tmp_path, members, refused):
+    path = archive(tmp_path, member("ok.py"), *members)
+    target = tmp_path / "code.new"
+    with pytest.raises(unpack.Refused) as error:
+        unpack.extract(path, str(target))
+    assert refused in str(error.value)
+    assert list(target.iterdir()) == []
+
+
+def test_a_refused_archive_fails_the_command_naming_the_app_and_the_member(tmp_path, capsys):
+    path = archive(tmp_path, member("disk", tarfile.BLKTYPE))
+    code = tmp_path / "code"
+    assert unpack.main(["blog", path, str(code)]) == 1
+    assert "app blog: the code archive is refused: 'disk': a device node" in capsys.readouterr().err
+    assert not code.exists()
+
+
+def test_static_source_must_be_a_real_directory_inside_the_code(tmp_path):
+    path = archive(tmp_path, member("public/app.css"), member("everything", tarfile.SYMTYPE, link="."))
+    code = tmp_path / "code.new"
+    unpack.extract(path, str(code))
+    for source in ("everything", "public/app.css", "missing"):
+        with pytest.raises(unpack.Refused, match=f"static.source '{source}' is not a directory inside the code"):
+            unpack.publish_static("blog", str(code), source, str(tmp_path / "static"), "www-data")
+    assert not (tmp_path / "static.new").exists()
