@@ -13,7 +13,9 @@ import itertools
 import json
 import os
 import re
+import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -296,6 +298,40 @@ def test_a_1_mib_post_reaches_the_app(app):
     assert (data["user"], len(data["body"])) == (app["name"], len(body))
 
 
+LIMITED_BODY_APPS = [app for app in APPS if app.get("max_body")]
+
+
+@pytest.mark.parametrize("app", LIMITED_BODY_APPS, ids=_ids(LIMITED_BODY_APPS))
+def test_a_body_over_max_body_gets_413_from_apache(app):
+    limit = int(app["max_body"][:-1]) * {"K": 1 << 10, "M": 1 << 20}[app["max_body"][-1]]
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert fetch(app, mount(app) + "notes", method="POST", body=b"x" * (limit + 1), headers=headers).status == 413
+    assert fetch(app, mount(app) + "notes", method="POST", body=b"text=" + b"x" * 100, headers=headers).status == 302
+
+
+SLOW_CLIENT_APPS = [app for app in APPS if app.get("read_timeout")]
+
+
+@pytest.mark.parametrize("app", SLOW_CLIENT_APPS, ids=_ids(SLOW_CLIENT_APPS))
+def test_slow_clients_through_apache_do_not_hold_the_apps_workers(app):
+    """As many clients as the app has workers announce a 1 MB body and send one byte: Apache hands
+    each to a worker, which drops it after read_timeout, not after Apache's own 20 s."""
+    stalled = []
+    try:
+        for _ in range(_children(app)):
+            sock = socket.create_connection((IP, 80), timeout=30)
+            sock.sendall(f"POST {probe_path(app)} HTTP/1.1\r\nHost: {app['server_name']}\r\n"
+                         "Content-Type: text/plain\r\nContent-Length: 1000000\r\n\r\nx".encode())
+            stalled.append(sock)
+        time.sleep(1)
+        started = time.monotonic()
+        assert fetch(app, probe_path(app)).status == 200
+        assert time.monotonic() - started < app["read_timeout"] + 5
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
 SUB_MOUNTED_APPS = [app for app in APPS if mount(app) != "/"]
 
 
@@ -468,8 +504,8 @@ def test_every_worker_process_runs_as_the_app_user(host, app):
 def test_layout_owners_and_modes(host, app):
     name, home = app["name"], f"/srv/scgi/{app['name']}"
     expected = {
-        home: (name, name, 0o711),
-        f"{home}/code": (name, name, 0o750),
+        home: ("root", "root", 0o711),
+        f"{home}/code": ("root", name, 0o750),
         f"{home}/venv": (name, name, 0o750),
         f"{home}/state": (name, name, 0o750),
         f"{home}/static": (name, WEB_GROUP, 0o2750),
@@ -565,6 +601,40 @@ def test_apache_reads_static_and_media_only(host, app):
     assert can(host, WEB_GROUP, "-r", f"{home}/media")
     for path in [home, *private_paths(app)]:
         assert not can(host, WEB_GROUP, "-r", path), path
+
+
+@pytest.mark.parametrize("app", APPS[:2], ids=_ids(APPS[:2]))
+def test_an_app_can_plant_nothing_where_root_deploys(host, app):
+    """Root unpacks, swaps and chowns in the app's home and code; the app can create, replace or
+    change nothing there, so no link it plants (state -> /root, code.new -> /etc/cron.d) is ever followed."""
+    name, home = app["name"], f"/srv/scgi/{app['name']}"
+    code_file = host.check_output(f"find {home}/code -maxdepth 1 -type f -name '*.py' -print -quit")
+    attempts = [
+        f"ln -s /etc/cron.d {home}/code.new",
+        f"ln -s /root {home}/static.new",
+        f"mv {home}/state {home}/state.moved",
+        f"mv {home}/venv {home}/venv.moved",
+        f"touch {home}/code/planted.py",
+        f"rm -f {code_file}",
+        f"chmod o+r {code_file}",
+    ]
+    for attempt in attempts:
+        assert host.run(f"runuser -u {name} -- {attempt}").rc != 0, attempt
+    assert host.file(code_file).exists
+    assert (host.file(code_file).user, host.file(code_file).group) == ("root", name)
+
+
+@pytest.mark.parametrize("app", APPS[:2], ids=_ids(APPS[:2]))
+def test_deploy_time_commands_run_in_the_apps_sandbox(host, app):
+    """scgi-run (migrate, collectstatic, pip, an operator's shell) confines the app's code as its service does."""
+    name, home = app["name"], f"/srv/scgi/{app['name']}"
+    probe = f"/tmp/pyhost-sandbox-{name}"
+    script = (f"id -un; echo probe > {probe}; touch {home}/venv/planted && echo venv-writable; "
+              f"test -e /proc/1 && echo sees-pid-1; touch {home}/state/probe && rm {home}/state/probe && echo state-ok")
+    out = host.run(f"scgi-run {name} /bin/sh -c '{script}'").stdout.split()
+    assert out == [name, "state-ok"], out
+    assert not host.file(probe).exists  # its /tmp is its own
+    assert host.run(f"scgi-run --writable {home}/venv {name} /bin/sh -c 'touch {home}/venv/ok && rm {home}/venv/ok'").rc == 0
 
 
 def test_nothing_of_an_app_is_world_readable(host):

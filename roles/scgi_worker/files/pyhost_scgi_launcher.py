@@ -114,6 +114,10 @@ LOAD_ATTEMPT_ENV = "PYHOST_SCGI_LOAD_ATTEMPT"
 UNAVAILABLE_THREADS = 2
 
 AJP_END_RESPONSE = b"\x05"
+# Seconds a connection has to deliver its whole request (headers and body).
+DEFAULT_READ_TIMEOUT = 60
+# How long a finished connection waits for the web server to close its end.
+CLOSE_DRAIN = 1.0
 
 log = logging.getLogger(PROG)
 
@@ -299,6 +303,16 @@ exit status: 0 after a signal, 1 on a runtime error, 2 on a usage error.
         help="if the app fails to import, answer 503 and import it again after "
         f"{LOAD_RETRY_FIRST}, {2 * LOAD_RETRY_FIRST}, {4 * LOAD_RETRY_FIRST} ... "
         f"{LOAD_RETRY_MAX} s instead of exiting (--bind systemd only)",
+    )
+    parser.add_argument(
+        "--read-timeout",
+        type=parse_non_negative,
+        default=DEFAULT_READ_TIMEOUT,
+        metavar="SECONDS",
+        help="a connection must deliver its request (headers and body) within "
+        "SECONDS of being accepted, or it is closed and its worker freed: a slow "
+        "or stalled client cannot hold a worker; the app's own time to answer "
+        "is not limited; 0 = no limit (default: %(default)s)",
     )
     parser.add_argument(
         "--log-level",
@@ -535,6 +549,8 @@ class _LauncherServer:
     _wakeup_r: socket.socket
     _wakeup_w: socket.socket
 
+    _jobClass: type
+
     def __init__(
         self,
         application: Callable[..., Any],
@@ -543,6 +559,7 @@ class _LauncherServer:
         log_level: str,
         max_children: int,
         max_requests: int,
+        read_timeout: float = 0,
     ) -> None:
         self._max_children = max_children
         # debug stays off: flup's debug page imports cgitb, removed in Python 3.13.
@@ -560,6 +577,9 @@ class _LauncherServer:
         self._mount = mount.encode("utf-8").decode("latin-1")
         self._stop_requested = False
         self.timed_out = False
+        self._jobClass = type(
+            "Connection", (_ReadDeadline, self._jobClass), {"read_timeout": read_timeout}
+        )
 
     def _sanitizeEnv(self, environ: dict[str, Any]) -> None:
         # flup's SCGI gives a request without a body an io.StringIO: reading it
@@ -787,6 +807,115 @@ class _PreforkMethod(_LauncherServer):
         os._exit(status)
 
 
+class RequestTooSlow(EOFError):
+    """The connection did not deliver its request in time. An EOFError, so
+    that flup closes the connection as it does when a peer goes away."""
+
+
+class _DeadlineSocket:
+    """An accepted connection whose reads must all be done by a deadline.
+
+    Only reads are bounded: once the request has arrived, the app may take
+    as long as it needs to answer. flup reads with recv() and through
+    makefile(); both come here. Everything else goes to the socket itself."""
+
+    def __init__(self, sock: socket.socket, seconds: float) -> None:
+        self._sock = sock
+        self._seconds = seconds
+        self._deadline = time.monotonic() + seconds if seconds else float("inf")
+        self._io_refs = 0
+        self._warned = False
+
+    def _too_slow(self) -> RequestTooSlow:
+        if not self._warned:
+            self._warned = True
+            log.warning("closed a connection whose request did not arrive within %g s", self._seconds)
+        return RequestTooSlow(f"the request did not arrive within {self._seconds:g} s")
+
+    def _left(self) -> float | None:
+        """Seconds left to read (None: no limit); raise when none are."""
+        if self._deadline == float("inf"):
+            return None
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise self._too_slow()
+        return left
+
+    def _before_read(self) -> None:
+        self._sock.settimeout(self._left())
+
+    def wait_readable(self) -> None:
+        """Wait until there is something to read, at most until the deadline."""
+        try:
+            readable, _, _ = select.select([self._sock], [], [], self._left())
+        except ValueError:  # a closed socket
+            raise EOFError from None
+        if not readable:
+            raise self._too_slow()
+
+    def close_gently(self) -> None:
+        """Stop sending and let the peer read all of it before closing, but
+        wait at most CLOSE_DRAIN for the peer to close its end."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_WR)
+            self._sock.settimeout(CLOSE_DRAIN)
+            while self._sock.recv(65536):
+                pass
+        self._sock.close()
+
+    def recv(self, size: int, flags: int = 0) -> bytes:
+        self._before_read()
+        try:
+            return self._sock.recv(size, flags)
+        except TimeoutError:
+            raise self._too_slow() from None
+
+    def recv_into(self, buffer: Any, size: int = 0, flags: int = 0) -> int:
+        self._before_read()
+        try:
+            return self._sock.recv_into(buffer, size, flags)
+        except TimeoutError:
+            raise self._too_slow() from None
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self._sock.settimeout(None)
+        return self._sock.send(data, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self._sock.settimeout(None)
+        self._sock.sendall(data, flags)
+
+    def makefile(self, mode: str = "r", buffering: int | None = None) -> Any:
+        # As socket.makefile() does, over this object's recv_into and send.
+        raw = socket.SocketIO(self, mode.replace("b", ""))  # type: ignore[arg-type]
+        self._io_refs += 1
+        if buffering == 0:
+            return raw
+        size = io.DEFAULT_BUFFER_SIZE if buffering in (None, -1) else buffering
+        return io.BufferedReader(raw, size) if "r" in mode else io.BufferedWriter(raw, size)
+
+    def _decref_socketios(self) -> None:
+        self._io_refs -= 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _ReadDeadline:
+    """A flup connection that gives its peer --read-timeout seconds to send the request."""
+
+    read_timeout: float
+
+    def __init__(self, sock: socket.socket, addr: Any, *args: Any) -> None:
+        super().__init__(_DeadlineSocket(sock, self.read_timeout), addr, *args)  # type: ignore[call-arg]
+
+    def run(self) -> None:
+        # flup ends a connection quietly on EOFError where it reads; this is
+        # for where it does not catch it.
+        with contextlib.suppress(RequestTooSlow):
+            super().run()  # type: ignore[misc]
+
+
 class _TrackedJob:
     """A flup connection job that reports when it is done."""
 
@@ -876,6 +1005,7 @@ class _FastCGIFixes:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._jobClass = type("Connection", (_FastCGIConnectionFixes, self._jobClass), {})  # type: ignore[has-type]
         # FCGI_GET_VALUES: flup looked the names asked for (bytes) up under str
         # keys and answered none; its prefork limits were rlimits, not the pool.
         self.capability = {
@@ -888,6 +1018,22 @@ class _FastCGIFixes:
         # flup sends the traceback to the web server's error log only.
         self.logger.exception("Exception caught from handler")
         super().error(req)  # type: ignore[misc]
+
+
+class _FastCGIConnectionFixes:
+    """flup waits for each FastCGI record in select(), a second at a time with
+    no end, and after a request for as long as the peer keeps its end open:
+    a client that stalls would hold the worker. Both waits end at the
+    connection's deadline (--read-timeout) here."""
+
+    _sock: _DeadlineSocket
+
+    def process_input(self) -> None:
+        self._sock.wait_readable()
+        super().process_input()  # type: ignore[misc]
+
+    def _cleanupSocket(self) -> None:
+        self._sock.close_gently()
 
 
 class _AjpFixes:
@@ -978,6 +1124,7 @@ def build_server(
         log_level=args.log_level,
         max_children=args.max_children,
         max_requests=args.max_requests,
+        read_timeout=args.read_timeout,
     )
 
 
