@@ -44,12 +44,17 @@ images:
 	scripts/build-image bookworm | tail -n 1 > .cache/image-bookworm
 	scripts/build-image trixie | tail -n 1 > .cache/image-trixie
 
+# The scenarios run at the same time, each in its own container, their lines
+# prefixed with the scenario's name: most of their time is spent waiting on
+# Ansible round trips and on the apps, not on the two cores.
 molecule: venv images
 	export PYHOST_IMAGE_BOOKWORM=$$(cat .cache/image-bookworm) PYHOST_IMAGE_TRIXIE=$$(cat .cache/image-trixie); \
+	pids=(); \
 	for scenario in $(SCENARIO); do \
-	    echo "== molecule test -s $$scenario"; \
-	    molecule test -s $$scenario; \
-	done
+	    (molecule test -s $$scenario 2>&1 | sed -u "s/^/[$$scenario] /") & pids+=($$!); \
+	done; \
+	status=0; for pid in "$${pids[@]}"; do wait $$pid || status=1; done; \
+	exit $$status
 
 test: lint unit molecule
 
