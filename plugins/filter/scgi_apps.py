@@ -303,8 +303,6 @@ def _complete(raw: Any, source_root: str | None) -> dict[str, Any]:
         config_dir=f"/etc/scgi/{name}",
         service=f"scgi-{name}.service",
         socket_unit=f"scgi-{name}.socket",
-        # Before 0.2 each app had a vhost of its own; a run removes it where found.
-        old_vhost=f"scgi-{name}.conf",
         secret_env_keys=sorted(_check_env(name, "secret_env", app["secret_env"])),
     )
     del app["secret_env"]
