@@ -640,3 +640,48 @@ def test_deploy_time_commands_run_in_the_apps_sandbox(host, app):
 def test_nothing_of_an_app_is_world_readable(host):
     roots = " ".join(f"/srv/scgi/{a['name']} /etc/scgi/{a['name']} /var/lib/pyhost-scgi/{a['name']}" for a in APPS)
     assert host.check_output(f"find {roots} -perm -o=r ! -type l -print") == ""
+
+
+# --- TCP ports: Apache's, nobody else's ----------------------------------------
+
+TCP_APPS = [app for app in APPS if app.get("listen", "unix") != "unix"]
+
+
+def connects(host, user: str, port: int) -> bool:
+    """Whether a connection that USER opens to 127.0.0.1:PORT is accepted."""
+    script = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=5).close()"
+    return host.run(f'runuser -u {user} -- python3 -c "{script}"').rc == 0
+
+
+def port_of(app: dict[str, Any]) -> int:
+    return int(app["listen"].rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize("app", TCP_APPS, ids=_ids(TCP_APPS))
+def test_only_apache_and_root_may_connect_to_a_tcp_app(host, app):
+    """Another app, or any other local user, cannot hand the app made-up SCGI/FastCGI/AJP headers
+    (REMOTE_USER, HTTPS): its connection is refused before the app sees a byte."""
+    other = next(a for a in APPS if a["name"] != app["name"])
+    for stranger in [other["name"], app["name"], "nobody"]:
+        assert not connects(host, stranger, port_of(app)), stranger
+    assert connects(host, "www-data", port_of(app))
+    assert connects(host, "root", port_of(app))
+
+
+def test_the_firewall_keeps_the_operators_tables_and_comes_back_with_theirs(host):
+    """Debian's nftables.service starts with `flush ruleset`: the apps' ports stay closed through its
+    restart and reload, and the collection's table never removes the operator's own."""
+    app = TCP_APPS[0]
+    other = next(a for a in APPS if a["name"] != app["name"])
+    try:
+        for action in ["restart", "reload"]:
+            host.run_test(f"systemctl {action} nftables.service")
+            assert host.run("nft list table inet filter").rc == 0, action  # the operator's, from /etc/nftables.conf
+            assert not connects(host, other["name"], port_of(app)), action
+            assert connects(host, "www-data", port_of(app)), action
+    finally:
+        # Stopping Debian's firewall flushes every table and stops the collection's unit with it.
+        host.run("systemctl stop nftables.service")
+        host.run_test("systemctl start pyhost-scgi-firewall.service")
+    assert host.run("nft list table inet filter").rc != 0
+    assert not connects(host, other["name"], port_of(app))

@@ -6,6 +6,7 @@ many operators do; the converge connected as root, on a host without sudo.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import uuid
@@ -78,9 +79,12 @@ def test_check_diff_on_a_converged_host_shows_exactly_the_change_and_never_a_sec
 # --- keep_data, under a host name another app serves too ----------------------
 
 NEIGHBOUR = APPS[0]
+KEEPER_PORT = 4777
 KEEPER = {"name": "keeper", "server_name": NEIGHBOUR["server_name"],
           "server_aliases": NEIGHBOUR.get("server_aliases", []), "source": {"path": HELLO},
-          "wsgi": "hello:application", "mount": "/keeper/"}
+          "wsgi": "hello:application", "mount": "/keeper/", "listen": f"127.0.0.1:{KEEPER_PORT}"}
+# The TCP ports of the scenario's apps, which runs for keeper alone must keep closed to strangers.
+TCP_PORTS = sorted(int(app["listen"].rsplit(":", 1)[1]) for app in APPS if app.get("listen", "unix") != "unix")
 HOME = "/srv/scgi/keeper"
 MEDIA_FILE = f"{HOME}/media/kept.txt"
 STATE_FILE = f"{HOME}/state/kept.db"
@@ -103,6 +107,12 @@ def owner_and_mode(host, path: str) -> tuple[str, str, int]:
     return found.user, found.group, found.mode
 
 
+def closed_ports(host) -> list[int]:
+    """The ports in the collection's nftables set: open to Apache's group and root only."""
+    listed = json.loads(host.check_output("nft -j list set inet pyhost_scgi app_ports"))
+    return sorted(next(item["set"] for item in listed["nftables"] if "set" in item).get("elem", []))
+
+
 def neighbour_answers() -> bool:
     return fetch(NEIGHBOUR, probe_path(NEIGHBOUR)).status == 200
 
@@ -111,7 +121,9 @@ def test_keep_data_keeps_user_media_and_state_and_present_reuses_them(host, sudo
     host.run_test(f"printf '<VirtualHost *:80>\\nServerName keeper-old.test\\n</VirtualHost>\\n' > {OLD_VHOST}"
                   " && a2ensite -q scgi-keeper")
     since = host.check_output("date +%s")
+    host.run_test("nft delete table inet pyhost_scgi")  # flushed by another tool: the next run puts it back
     deploy(KEEPER, sudo_user)
+    assert closed_ports(host) == sorted([*TCP_PORTS, KEEPER_PORT])
     # The plays became root through sudo, as the connection user was not root.
     assert f"{sudo_user} : " in host.check_output(f"journalctl --no-pager -o cat _COMM=sudo --since @{since}")
     assert not host.file(OLD_VHOST).exists and not host.file(OLD_VHOST_LINK).exists
@@ -125,6 +137,7 @@ def test_keep_data_keeps_user_media_and_state_and_present_reuses_them(host, sudo
     uid = host.user("keeper").uid
 
     deploy({"name": "keeper", "state": "absent", "keep_data": True}, sudo_user)
+    assert closed_ports(host) == TCP_PORTS
     for path in GONE_WITH_THE_APP:
         assert not host.file(path).exists, path
     assert sorted(host.check_output(f"ls -A {HOME}").split()) == ["media", "state"]
