@@ -56,7 +56,13 @@ _value:
   elements: dict
 """
 
+# Every per-app path and unit name on a host is derived here, and only here.
 HOME_ROOT = "/srv/scgi"
+CONFIG_ROOT = "/etc/scgi"
+DEPLOY_ROOT = "/var/lib/pyhost-scgi"
+# Entries of the collection's own in those directories (the apache role builds
+# mod_scgi in DEPLOY_ROOT/mod_scgi): no app may be named like them.
+COLLECTION_NAMES = frozenset({"mod_scgi"})
 # Apache side: one vhost per site (a server_name), which includes the part of
 # every app mounted under that host name from the site's directory.
 SITES_AVAILABLE = "/etc/apache2/sites-available"
@@ -201,7 +207,7 @@ def _whole_number(name: str, field: str, value: Any, minimum: int) -> int:
 
 def _check_listen(name: str, listen: Any) -> dict[str, Any]:
     if listen == "unix":
-        return {"kind": "unix", "address": f"/run/scgi-{name}/{name}.sock"}
+        return {"kind": "unix", "address": f"/run/scgi-{name}/{name}.sock"}  # in the app's runtime_dir
     match = TCP_RE.fullmatch(str(listen))
     if not match:
         raise AppError(name, "listen", f"{listen!r} must be 'unix' or a loopback HOST:PORT like 127.0.0.1:4000")
@@ -288,6 +294,8 @@ def _complete(raw: Any, source_root: str | None) -> dict[str, Any]:
         raise AppError(str(name), "name", "must match ^[a-z][a-z0-9_]{0,30}$ (it names the system user and unit)")
     if name in RESERVED_NAMES:
         raise AppError(name, "name", "is a system account name on Debian hosts; choose another")
+    if name in COLLECTION_NAMES:
+        raise AppError(name, "name", f"is taken by the collection itself ({DEPLOY_ROOT}/{name}); choose another")
     unknown = sorted(set(raw) - KNOWN_KEYS)
     if unknown:
         raise AppError(name, unknown[0], f"is not a known field (known: {', '.join(sorted(KNOWN_KEYS))})")
@@ -300,7 +308,9 @@ def _complete(raw: Any, source_root: str | None) -> dict[str, Any]:
         code_dir=f"{home}/code",
         venv_dir=f"{home}/venv",
         state_dir=f"{home}/state",
-        config_dir=f"/etc/scgi/{name}",
+        config_dir=f"{CONFIG_ROOT}/{name}",
+        deploy_dir=f"{DEPLOY_ROOT}/{name}",
+        runtime_dir=f"/run/scgi-{name}",
         service=f"scgi-{name}.service",
         socket_unit=f"scgi-{name}.socket",
         secret_env_keys=sorted(_check_env(name, "secret_env", app["secret_env"])),

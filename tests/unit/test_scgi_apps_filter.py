@@ -36,6 +36,10 @@ def test_defaults_and_derived_values():
     assert blog["home"] == "/srv/scgi/blog"
     assert blog["service"] == "scgi-blog.service"
     assert blog["socket_unit"] == "scgi-blog.socket"
+    assert (blog["code_dir"], blog["venv_dir"], blog["state_dir"]) == (
+        "/srv/scgi/blog/code", "/srv/scgi/blog/venv", "/srv/scgi/blog/state")
+    assert (blog["config_dir"], blog["deploy_dir"], blog["runtime_dir"]) == (
+        "/etc/scgi/blog", "/var/lib/pyhost-scgi/blog", "/run/scgi-blog")
     assert blog["listen"] == {"kind": "unix", "address": "/run/scgi-blog/blog.sock"}
     assert blog["proxy_url"] == "unix:/run/scgi-blog/blog.sock|scgi://blog/"
     assert blog["script_name"] == ""
@@ -266,6 +270,9 @@ def test_sources_are_not_looked_up_without_a_root_nor_for_absent_apps(tmp_path):
         ([app(django={"settings": "blog.settings", "migrate": "false"})], "field 'django.migrate': 'false' must be true or false"),
         ([app(django={"settings": "blog.settings", "debug": 1})], "field 'django.debug': 1 must be true or false"),
         ([app(name="root")], "app 'root', field 'name': is a system account"),
+        # The apache role builds mod_scgi in /var/lib/pyhost-scgi/mod_scgi: that app's absent would delete it.
+        ([app(name="mod_scgi")], "app 'mod_scgi', field 'name': is taken by the collection itself "
+                                 "(/var/lib/pyhost-scgi/mod_scgi)"),
         ([app(), app()], "app 'blog', field 'name': is defined twice"),
         (
             [app(), app(name="shop")],

@@ -6,10 +6,12 @@ many operators do; the converge connected as root, on a host without sudo.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -62,7 +64,7 @@ def test_check_diff_on_a_converged_host_shows_exactly_the_change_and_never_a_sec
     # Only what the two edits imply would change: nothing else of a converged host.
     assert changed_tasks(output) - {
         "Reload systemd's view of the units",
-        "Start each app, restarting those whose code, environment or unit changed",
+        "Restart the apps whose code, environment or unit changed",
         "Reload Apache",
     } == {"Write each app's secret environment", "Write each app's part of its site"}, output[-5000:]
     assert f"\n-{old_line}\n" in output, output[-5000:]
@@ -74,6 +76,67 @@ def test_check_diff_on_a_converged_host_shows_exactly_the_change_and_never_a_sec
         assert secret not in output
     assert vhost.content_string == vhost_before
     assert host.file(secret_file).sha256sum == secret_before
+
+
+# --- every tag alone ------------------------------------------------------------
+
+# Every tag the roles' main.yml files give their stages (the README lists the same ones).
+TAGS = sorted({tag for path in glob.glob(f"{PROJECT}/roles/*/tasks/main.yml")
+               for line in open(path, encoding="utf-8")
+               for tag in re.findall(r"\b(?:apache|scgi_worker|scgi_site)_\w+", line) if "tags:" in line})
+
+
+def run_tags_in_order(runs: list[tuple[list[str], dict[str, Any]]]) -> list[tuple[str, int, str]]:
+    results = []
+    for cli_args, extra_vars in runs:
+        status, output = run_site(cli_args, **extra_vars)
+        results.append((" ".join(cli_args), status, output))
+    return results
+
+
+def main_pids(host) -> dict[str, str]:
+    return {app["name"]: host.check_output(f"systemctl show -P MainPID scgi-{app['name']}.service") for app in APPS}
+
+
+def test_every_tag_runs_alone_in_check_mode_and_for_real(host):
+    """Each tag alone changes nothing on a converged host, in check mode and for real, except what it is
+    given to change: --tags scgi_worker_configure with a new environment restarts that app (a handler) and
+    no other. Four lanes at once: two of check runs, Apache's and the sites' tags, the workers' (the only
+    lane that runs apt)."""
+    assert len(TAGS) == 8, TAGS
+    target = PLAIN_APPS[0]
+    greeting = f"tag-{uuid.uuid4().hex[:8]}"
+    changed_env = [{**app, "env": {**(app.get("env") or {}), "HELLO_GREETING": greeting}} if app is target else app
+                   for app in APPS]
+    front = [tag for tag in TAGS if tag.startswith(("apache_configure", "apache_run", "scgi_site"))]
+    workers = [tag for tag in TAGS if tag not in front]
+    checks = [(["--check", "--tags", tag], {}) for tag in TAGS]
+    lanes = [
+        checks[::2],
+        checks[1::2],
+        [(["--tags", tag], {}) for tag in front],
+        [(["--tags", tag], {}) for tag in workers if tag != "scgi_worker_configure"],
+    ]
+    pids_before = main_pids(host)
+    with ThreadPoolExecutor(len(lanes)) as pool:
+        results = [result for lane in pool.map(run_tags_in_order, lanes) for result in lane]
+    for args, status, output in results:
+        assert status == 0, (args, output[-3000:])
+        assert changed_tasks(output) == set(), (args, output[-3000:])
+    assert main_pids(host) == pids_before
+
+    try:
+        status, output = run_site(["--tags", "scgi_worker_configure"], scgi_apps=changed_env)
+        assert status == 0, output[-3000:]
+        assert changed_tasks(output) == {"Write each app's environment", "Restart the apps whose code, environment or unit changed"}
+        assert fetch(target, probe_path(target)).json()["greeting"] == greeting
+        pids_after = main_pids(host)
+        assert pids_after[target["name"]] != pids_before[target["name"]]
+        assert {n: p for n, p in pids_after.items() if n != target["name"]} == \
+            {n: p for n, p in pids_before.items() if n != target["name"]}
+    finally:
+        status, output = run_site(["--tags", "scgi_worker_configure"])
+        assert status == 0, output[-3000:]
 
 
 # --- keep_data, under a host name another app serves too ----------------------

@@ -1,0 +1,79 @@
+"""One schema: the filter, the roles' argument_specs, their defaults and the README say the same.
+
+Changing a key, a default or a tag in one place without the others fails here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+ROLES = sorted(path.name for path in (ROOT / "roles").iterdir() if (path / "meta/argument_specs.yml").exists())
+
+_SPEC = importlib.util.spec_from_file_location("scgi_apps_filter", ROOT / "plugins/filter/scgi_apps.py")
+assert _SPEC and _SPEC.loader
+scgi_apps_filter = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(scgi_apps_filter)
+
+
+def readme_table(heading: str) -> dict[str, str]:
+    """First column (without backticks) -> second column of the first table under HEADING."""
+    section = README.split(f"\n{heading}\n", 1)[1]
+    rows = re.findall(r"^\| `([^`]+)` \| ([^|]*) \|", section.split("\n#", 1)[0], flags=re.M)
+    return {key: cell.strip() for key, cell in rows}
+
+
+def spec_options(role: str) -> dict[str, Any]:
+    specs = yaml.safe_load((ROOT / f"roles/{role}/meta/argument_specs.yml").read_text(encoding="utf-8"))
+    return specs["argument_specs"]["main"]["options"]
+
+
+def as_readme(value: Any) -> str:
+    """How the README's default column writes a filter default."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    return f"`{value}`" if not isinstance(value, (list, dict)) else f"`{value!r}`".replace("'", "")
+
+
+def test_the_readme_schema_table_lists_the_filters_keys_with_its_defaults():
+    table = readme_table("## The `scgi_apps` schema")
+    assert set(table) == scgi_apps_filter.KNOWN_KEYS
+    for key, default in scgi_apps_filter.DEFAULTS.items():
+        assert table[key] == as_readme(default), key
+
+
+def test_the_workers_argument_spec_of_scgi_apps_has_the_filters_keys_and_defaults():
+    """The other roles refer to it (and to the README) rather than repeat it."""
+    options = spec_options("scgi_worker")["scgi_apps"]["options"]
+    assert set(options) == scgi_apps_filter.KNOWN_KEYS
+    for key, default in scgi_apps_filter.DEFAULTS.items():
+        if "default" in options[key] or default not in (None, "auto"):
+            assert options[key].get("default") == default, key
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_roles_defaults_are_its_argument_specs_defaults(role):
+    """As prometheus-community's collection checks: every variable in defaults/main.yml is documented
+    with the same default, and every documented role variable with a default is in defaults/main.yml."""
+    defaults = yaml.safe_load((ROOT / f"roles/{role}/defaults/main.yml").read_text(encoding="utf-8")) or {}
+    options = {key: value for key, value in spec_options(role).items() if key != "scgi_apps"}
+    assert set(defaults) == {key for key, value in options.items() if "default" in value or key in defaults}
+    for key, value in defaults.items():
+        if "default" in options[key]:
+            assert options[key]["default"] == value, key
+
+
+def test_the_readme_lists_every_tag_the_roles_give_their_stages():
+    tags = {tag for role in ROLES
+            for tag in re.findall(r"tags: \[(\w+)\]", (ROOT / f"roles/{role}/tasks/main.yml").read_text(encoding="utf-8"))
+            if tag != "always"}
+    assert set(readme_table("### Tags: one stage of a run")) == tags
