@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_live import APPS, HOST_NAME, run_site
+from conftest import APPS, HOST_NAME, run_site
 
 testinfra_hosts = [HOST_NAME]
 GOOD = APPS[0]

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
-from test_live import APPS, HOST_NAME, fetch, probe_path, run_site, site_vhost_path
+from conftest import APPS, HELLO, HOST_NAME, fetch, probe_path, run_site, site_vhost_path
 
 testinfra_hosts = [HOST_NAME]
-PROJECT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
-HELLO = f"{PROJECT}/molecule/resources/apps/hello"
 # The plain WSGI app of the scenario; its import obeys this file (see hello.py).
 HELLO_APP = next(app for app in APPS if app["name"] == "hello")
 OTHER_APPS = [app for app in APPS if app is not HELLO_APP]

@@ -8,149 +8,46 @@ the same checks serve every scenario.
 
 from __future__ import annotations
 
-import http.client
 import itertools
 import json
-import os
 import re
 import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-import testinfra.utils.ansible_runner
+from conftest import (
+    APPS,
+    DJANGO_APPS,
+    FLASK_APPS,
+    HOST_NAME,
+    IP,
+    PLAIN_APPS,
+    SHARED_SITES,
+    WEB_GROUP,
+    cookies,
+    fetch,
+    ids,
+    kind,
+    mount,
+    path_of,
+    port_of,
+    probe_path,
+    public_location,
+    sleep_path,
+    static_url,
+)
 
-RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
-HOST_NAME = RUNNER.get_hosts("scgi_frontends")[0]
 testinfra_hosts = [HOST_NAME]
-APPS: list[dict[str, Any]] = RUNNER.get_variables(HOST_NAME)["scgi_apps"]
-WEB_GROUP = "www-data"
-
-
-def kind(app: dict[str, Any]) -> str:
-    """What the app is: the Django demo, the Flask notes app, or hello (plain WSGI)."""
-    if app.get("django"):
-        return "django"
-    return "flask" if app["source"]["path"].endswith("/notes") else "hello"
-
-
-DJANGO_APPS = [app for app in APPS if kind(app) == "django"]
-FLASK_APPS = [app for app in APPS if kind(app) == "flask"]
-PLAIN_APPS = [app for app in APPS if kind(app) == "hello"]
-# Apps under one host name, at different mounts: one site answers for them all.
-SHARED_SITES = [
-    [app for app in APPS if app["server_name"] == name]
-    for name in sorted({app["server_name"] for app in APPS})
-    if sum(app["server_name"] == name for app in APPS) > 1
-]
-
-
-def run_site(cli_args: Sequence[str] = (), **extra_vars: Any) -> tuple[int, str]:
-    """Run the collection's site.yml on this scenario's host with extra vars (and more ansible-playbook
-    arguments, such as --check); return status and output."""
-    project = os.environ["MOLECULE_PROJECT_DIRECTORY"]
-    result = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "-e", json.dumps(extra_vars),
-         *cli_args, f"{project}/site.yml"],
-        capture_output=True, text=True, timeout=900,
-        env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": f"{project}/collections", "ANSIBLE_FORCE_COLOR": "0"},
-    )
-    return result.returncode, result.stdout + result.stderr
-
-
-def _ids(apps: list[dict[str, Any]]) -> list[str]:
-    return [app["name"] for app in apps]
-
-
-def _container_ip() -> str:
-    out = subprocess.run(
-        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", HOST_NAME],
-        check=True, capture_output=True, text=True, timeout=30,
-    ).stdout.strip()
-    assert re.fullmatch(r"\d+\.\d+\.\d+\.\d+", out), f"no bridge address for {HOST_NAME}: {out!r}"
-    return out
-
-
-IP = _container_ip()
-
-
-class Response:
-    def __init__(self, status: int, headers: http.client.HTTPMessage, body: bytes) -> None:
-        self.status, self.headers, self.body = status, headers, body
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8")
-
-    def json(self) -> Any:
-        assert self.headers.get("Content-Type", "").startswith("application/json"), self.headers
-        return json.loads(self.body)
-
-
-def fetch(app: dict[str, Any], path: str, method: str = "GET", body: bytes | None = None,
-          headers: dict[str, str] | None = None, host: str | None = None) -> Response:
-    """One request to Apache, with the app's Host header; redirects are not followed."""
-    conn = http.client.HTTPConnection(IP, 80, timeout=30)
-    try:
-        conn.request(method, path, body=body, headers={"Host": host or app["server_name"], **(headers or {})})
-        resp = conn.getresponse()
-        return Response(resp.status, resp.headers, resp.read())
-    finally:
-        conn.close()
-
-
-def mount(app: dict[str, Any]) -> str:
-    return app.get("mount", "/")
-
-
-def static_url(app: dict[str, Any]) -> str:
-    return (app.get("static") or {}).get("url", mount(app) + "static/")
-
-
-def public_location(app: dict[str, Any], path: str) -> str:
-    """The Location a redirect to PATH carries: mod_scgi needs it absolute."""
-    return f"http://{app['server_name']}{path}" if app.get("apache_client") == "mod_scgi" else path
-
-
-def path_of(location: str) -> str:
-    return re.sub(r"^https?://[^/]+", "", location)
-
-
-def probe_path(app: dict[str, Any]) -> str:
-    return mount(app) + ("echo/" if app.get("django") else "")
-
-
-def part_path(app: dict[str, Any]) -> str:
-    """The app's part of its site's virtual host (included deeper mounts first)."""
-    return (f"/etc/apache2/pyhost-scgi/scgi-site-{app['server_name']}/"
-            f"{999 - mount(app).count('/'):03d}-scgi-{app['name']}.conf")
-
-
-def site_vhost_path(app: dict[str, Any]) -> str:
-    return f"/etc/apache2/sites-available/scgi-site-{app['server_name']}.conf"
-
-
-def sleep_path(app: dict[str, Any], seconds: float) -> str:
-    return mount(app) + ("sleep/" if app.get("django") else "sleep") + f"?seconds={seconds}"
-
-
-def cookies(resp: Response) -> dict[str, str]:
-    found = {}
-    for header in resp.headers.get_all("Set-Cookie") or []:
-        name, _, rest = header.partition("=")
-        found[name] = rest.split(";", 1)[0]
-    return found
-
 
 # --- requests through Apache -------------------------------------------------
 
 
-@pytest.mark.parametrize("app", DJANGO_APPS, ids=_ids(DJANGO_APPS))
+@pytest.mark.parametrize("app", DJANGO_APPS, ids=ids(DJANGO_APPS))
 def test_django_home_page_links_static_under_public_url(app):
     resp = fetch(app, mount(app))
     assert resp.status == 200
@@ -158,7 +55,7 @@ def test_django_home_page_links_static_under_public_url(app):
     assert f'href="{static_url(app)}demo/style.css"' in resp.text
 
 
-@pytest.mark.parametrize("app", DJANGO_APPS, ids=_ids(DJANGO_APPS))
+@pytest.mark.parametrize("app", DJANGO_APPS, ids=ids(DJANGO_APPS))
 def test_django_post_with_query_and_body(app):
     resp = fetch(app, probe_path(app) + "?a=1&b=%C3%A9", method="POST", body="ünïcode body".encode(),
                  headers={"Content-Type": "text/plain; charset=utf-8"})
@@ -173,21 +70,21 @@ def test_django_post_with_query_and_body(app):
     assert data["user"] == app["name"]
 
 
-@pytest.mark.parametrize("app", DJANGO_APPS, ids=_ids(DJANGO_APPS))
+@pytest.mark.parametrize("app", DJANGO_APPS, ids=ids(DJANGO_APPS))
 def test_django_redirect_location_is_public_url(app):
     resp = fetch(app, mount(app) + "go/")
     assert resp.status == 302
     assert resp.headers["Location"] == public_location(app, mount(app) + "echo/")
 
 
-@pytest.mark.parametrize("app", DJANGO_APPS, ids=_ids(DJANGO_APPS))
+@pytest.mark.parametrize("app", DJANGO_APPS, ids=ids(DJANGO_APPS))
 def test_django_non_ascii_path_decoded_once(app):
     resp = fetch(app, mount(app) + "words/caf%C3%A9%20au%20lait/")
     assert resp.status == 200
     assert resp.json() == {"word": "café au lait", "path": mount(app) + "words/café au lait/"}
 
 
-@pytest.mark.parametrize("app", DJANGO_APPS, ids=_ids(DJANGO_APPS))
+@pytest.mark.parametrize("app", DJANGO_APPS, ids=ids(DJANGO_APPS))
 def test_django_form_post_with_csrf(app):
     form = fetch(app, mount(app) + "form/")
     assert form.status == 200
@@ -202,7 +99,7 @@ def test_django_form_post_with_csrf(app):
     assert "You said: hello &lt;pyhost&gt;" in said.text
 
 
-@pytest.mark.parametrize("app", DJANGO_APPS, ids=_ids(DJANGO_APPS))
+@pytest.mark.parametrize("app", DJANGO_APPS, ids=ids(DJANGO_APPS))
 def test_django_upload_lands_in_media_and_apache_serves_it(host, app):
     content = f"upload {uuid.uuid4()}\n".encode()
     boundary = uuid.uuid4().hex
@@ -223,7 +120,7 @@ def test_django_upload_lands_in_media_and_apache_serves_it(host, app):
     assert (on_disk.user, on_disk.group, on_disk.mode) == (app["name"], WEB_GROUP, 0o640)
 
 
-@pytest.mark.parametrize("app", PLAIN_APPS, ids=_ids(PLAIN_APPS))
+@pytest.mark.parametrize("app", PLAIN_APPS, ids=ids(PLAIN_APPS))
 def test_plain_wsgi_post_query_and_non_ascii_path(app):
     resp = fetch(app, mount(app) + "caf%C3%A9/x?a=1&b=%C3%A9", method="POST", body="ünï".encode())
     assert resp.status == 200
@@ -235,14 +132,14 @@ def test_plain_wsgi_post_query_and_non_ascii_path(app):
     assert data["body"] == "ünï"
 
 
-@pytest.mark.parametrize("app", PLAIN_APPS, ids=_ids(PLAIN_APPS))
+@pytest.mark.parametrize("app", PLAIN_APPS, ids=ids(PLAIN_APPS))
 def test_plain_wsgi_redirect_location_is_public_url(app):
     resp = fetch(app, mount(app) + "redirect")
     assert resp.status == 302
     assert resp.headers["Location"] == f"http://{app['server_name']}{mount(app)}target"
 
 
-@pytest.mark.parametrize("app", PLAIN_APPS, ids=_ids(PLAIN_APPS))
+@pytest.mark.parametrize("app", PLAIN_APPS, ids=ids(PLAIN_APPS))
 def test_plain_wsgi_gets_env_and_secret_env(host, app):
     data = fetch(app, mount(app)).json()
     assert data["greeting"] == (app.get("env") or {}).get("HELLO_GREETING")
@@ -251,7 +148,7 @@ def test_plain_wsgi_gets_env_and_secret_env(host, app):
         assert secret not in host.run(f"journalctl --no-pager -u scgi-{app['name']}.service").stdout
 
 
-@pytest.mark.parametrize("app", FLASK_APPS, ids=_ids(FLASK_APPS))
+@pytest.mark.parametrize("app", FLASK_APPS, ids=ids(FLASK_APPS))
 def test_flask_pages_session_and_redirect_stay_under_the_mount(app):
     home = fetch(app, mount(app))
     assert home.status == 200
@@ -289,7 +186,7 @@ def test_apps_under_one_host_name_each_answer_at_their_own_mount(apps):
 BODY_ECHOING_APPS = DJANGO_APPS + PLAIN_APPS
 
 
-@pytest.mark.parametrize("app", BODY_ECHOING_APPS, ids=_ids(BODY_ECHOING_APPS))
+@pytest.mark.parametrize("app", BODY_ECHOING_APPS, ids=ids(BODY_ECHOING_APPS))
 def test_a_1_mib_post_reaches_the_app(app):
     body = b"x" * (1 << 20)
     resp = fetch(app, probe_path(app), method="POST", body=body, headers={"Content-Type": "text/plain"})
@@ -301,7 +198,7 @@ def test_a_1_mib_post_reaches_the_app(app):
 LIMITED_BODY_APPS = [app for app in APPS if app.get("max_body")]
 
 
-@pytest.mark.parametrize("app", LIMITED_BODY_APPS, ids=_ids(LIMITED_BODY_APPS))
+@pytest.mark.parametrize("app", LIMITED_BODY_APPS, ids=ids(LIMITED_BODY_APPS))
 def test_a_body_over_max_body_gets_413_from_apache(app):
     limit = int(app["max_body"][:-1]) * {"K": 1 << 10, "M": 1 << 20}[app["max_body"][-1]]
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -312,7 +209,7 @@ def test_a_body_over_max_body_gets_413_from_apache(app):
 SLOW_CLIENT_APPS = [app for app in APPS if app.get("read_timeout")]
 
 
-@pytest.mark.parametrize("app", SLOW_CLIENT_APPS, ids=_ids(SLOW_CLIENT_APPS))
+@pytest.mark.parametrize("app", SLOW_CLIENT_APPS, ids=ids(SLOW_CLIENT_APPS))
 def test_slow_clients_through_apache_do_not_hold_the_apps_workers(app):
     """As many clients as the app has workers announce a 1 MB body and send one byte: Apache hands
     each to a worker, which drops it after read_timeout, not after Apache's own 20 s."""
@@ -335,14 +232,14 @@ def test_slow_clients_through_apache_do_not_hold_the_apps_workers(app):
 SUB_MOUNTED_APPS = [app for app in APPS if mount(app) != "/"]
 
 
-@pytest.mark.parametrize("app", SUB_MOUNTED_APPS, ids=_ids(SUB_MOUNTED_APPS))
+@pytest.mark.parametrize("app", SUB_MOUNTED_APPS, ids=ids(SUB_MOUNTED_APPS))
 def test_mount_without_trailing_slash_redirects(app):
     resp = fetch(app, mount(app).rstrip("/"))
     assert resp.status == 301
     assert resp.headers["Location"].endswith(mount(app))
 
 
-@pytest.mark.parametrize("app", APPS, ids=_ids(APPS))
+@pytest.mark.parametrize("app", APPS, ids=ids(APPS))
 def test_static_file_is_served_by_apache_even_with_the_app_stopped(host, app):
     name, marker = {
         "django": ("demo/style.css", "pyhost-scgi-demo-static"),
@@ -369,7 +266,7 @@ def test_unknown_host_gets_404_from_apache():
     assert resp.headers["Server"] == "Apache"
 
 
-@pytest.mark.parametrize("app", APPS, ids=_ids(APPS))
+@pytest.mark.parametrize("app", APPS, ids=ids(APPS))
 def test_apache_hardening_is_visible_on_every_response(app):
     for resp in (fetch(app, probe_path(app)), fetch(app, static_url(app) + "no-such-file")):
         assert resp.headers["Server"] == "Apache"
@@ -381,7 +278,7 @@ def test_apache_hardening_is_visible_on_every_response(app):
     assert "Index of" not in listing.text
 
 
-@pytest.mark.parametrize("app", DJANGO_APPS, ids=_ids(DJANGO_APPS))
+@pytest.mark.parametrize("app", DJANGO_APPS, ids=ids(DJANGO_APPS))
 def test_django_admin_login_flow_stays_on_public_urls(host, app):
     create_admin = (
         "from django.contrib.auth.models import User; "
@@ -419,7 +316,7 @@ def _children(app: dict[str, Any]) -> int:
     return int(app["max_children"])
 
 
-@pytest.mark.parametrize("app", APPS, ids=_ids(APPS))
+@pytest.mark.parametrize("app", APPS, ids=ids(APPS))
 def test_max_children_requests_in_flight_at_once(app):
     children = _children(app)
     with ThreadPoolExecutor(max_workers=children) as pool:
@@ -437,7 +334,7 @@ def test_max_children_requests_in_flight_at_once(app):
 RECYCLING_APPS = [app for app in APPS if app.get("max_requests")]
 
 
-@pytest.mark.parametrize("app", RECYCLING_APPS, ids=_ids(RECYCLING_APPS))
+@pytest.mark.parametrize("app", RECYCLING_APPS, ids=ids(RECYCLING_APPS))
 def test_prefork_worker_is_replaced_after_max_requests(app):
     limit = app["max_requests"]
     served = [fetch(app, sleep_path(app, 0)).json() for _ in range(limit * _children(app) * 3)]
@@ -489,7 +386,7 @@ def processes(host) -> list[dict[str, Any]]:
 
 
 
-@pytest.mark.parametrize("app", APPS, ids=_ids(APPS))
+@pytest.mark.parametrize("app", APPS, ids=ids(APPS))
 def test_every_worker_process_runs_as_the_app_user(host, app):
     fetch(app, probe_path(app))
     workers = [proc for proc in processes(host) if f"--chdir /srv/scgi/{app['name']}/code " in proc["args"]]
@@ -500,7 +397,7 @@ def test_every_worker_process_runs_as_the_app_user(host, app):
     assert user.group == app["name"]
 
 
-@pytest.mark.parametrize("app", APPS, ids=_ids(APPS))
+@pytest.mark.parametrize("app", APPS, ids=ids(APPS))
 def test_layout_owners_and_modes(host, app):
     name, home = app["name"], f"/srv/scgi/{app['name']}"
     expected = {
@@ -524,7 +421,7 @@ def test_layout_owners_and_modes(host, app):
         assert (found.user, found.group, found.mode) == owner, path
 
 
-@pytest.mark.parametrize("app", APPS, ids=_ids(APPS))
+@pytest.mark.parametrize("app", APPS, ids=ids(APPS))
 def test_service_is_hardened(host, app):
     out = host.check_output(f"systemd-analyze security --no-pager scgi-{app['name']}.service")
     exposure = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out).group(1))
@@ -543,7 +440,7 @@ def test_unit_settings_relax_the_hardening_of_their_app_only(host):
 LIMITED_APPS = [app for app in APPS if app.get("memory_max") or app.get("cpu_quota") or app.get("tasks_max")]
 
 
-@pytest.mark.parametrize("app", LIMITED_APPS, ids=_ids(LIMITED_APPS))
+@pytest.mark.parametrize("app", LIMITED_APPS, ids=ids(LIMITED_APPS))
 def test_resource_limits_reach_the_service(host, app):
     shown = dict(line.split("=", 1) for line in host.check_output(
         f"systemctl show -p MemoryMax -p CPUQuotaPerSecUSec -p TasksMax scgi-{app['name']}.service").splitlines())
@@ -554,7 +451,7 @@ def test_resource_limits_reach_the_service(host, app):
     assert int(shown["TasksMax"]) == app["tasks_max"]
 
 
-@pytest.mark.parametrize("app", DJANGO_APPS, ids=_ids(DJANGO_APPS))
+@pytest.mark.parametrize("app", DJANGO_APPS, ids=ids(DJANGO_APPS))
 def test_django_secret_key_is_generated_and_private(host, app):
     key_file = host.file(f"/etc/scgi/{app['name']}/django-secret-key.env")
     assert re.fullmatch(r"DJANGO_SECRET_KEY=[A-Za-z0-9_-]{60,}\n", key_file.content_string)
@@ -588,13 +485,13 @@ def test_an_app_cannot_read_another_app(host, app, other):
         assert not can(host, app["name"], "-r", path), path
 
 
-@pytest.mark.parametrize("app", APPS, ids=_ids(APPS))
+@pytest.mark.parametrize("app", APPS, ids=ids(APPS))
 def test_an_app_reads_its_own_files(host, app):
     for path in private_paths(app):
         assert can(host, app["name"], "-r", path), path
 
 
-@pytest.mark.parametrize("app", APPS, ids=_ids(APPS))
+@pytest.mark.parametrize("app", APPS, ids=ids(APPS))
 def test_apache_reads_static_and_media_only(host, app):
     home = f"/srv/scgi/{app['name']}"
     assert can(host, WEB_GROUP, "-r", f"{home}/static")
@@ -603,7 +500,7 @@ def test_apache_reads_static_and_media_only(host, app):
         assert not can(host, WEB_GROUP, "-r", path), path
 
 
-@pytest.mark.parametrize("app", APPS[:2], ids=_ids(APPS[:2]))
+@pytest.mark.parametrize("app", APPS[:2], ids=ids(APPS[:2]))
 def test_an_app_can_plant_nothing_where_root_deploys(host, app):
     """Root unpacks, swaps and chowns in the app's home and code; the app can create, replace or
     change nothing there, so no link it plants (state -> /root, code.new -> /etc/cron.d) is ever followed."""
@@ -624,7 +521,7 @@ def test_an_app_can_plant_nothing_where_root_deploys(host, app):
     assert (host.file(code_file).user, host.file(code_file).group) == ("root", name)
 
 
-@pytest.mark.parametrize("app", APPS[:2], ids=_ids(APPS[:2]))
+@pytest.mark.parametrize("app", APPS[:2], ids=ids(APPS[:2]))
 def test_deploy_time_commands_run_in_the_apps_sandbox(host, app):
     """scgi-run (migrate, collectstatic, pip, an operator's shell) confines the app's code as its service does."""
     name, home = app["name"], f"/srv/scgi/{app['name']}"
@@ -653,11 +550,7 @@ def connects(host, user: str, port: int) -> bool:
     return host.run(f'runuser -u {user} -- python3 -c "{script}"').rc == 0
 
 
-def port_of(app: dict[str, Any]) -> int:
-    return int(app["listen"].rsplit(":", 1)[1])
-
-
-@pytest.mark.parametrize("app", TCP_APPS, ids=_ids(TCP_APPS))
+@pytest.mark.parametrize("app", TCP_APPS, ids=ids(TCP_APPS))
 def test_only_apache_and_root_may_connect_to_a_tcp_app(host, app):
     """Another app, or any other local user, cannot hand the app made-up SCGI/FastCGI/AJP headers
     (REMOTE_USER, HTTPS): its connection is refused before the app sees a byte."""

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from test_live import APPS, HOST_NAME, PLAIN_APPS, fetch, part_path, probe_path, run_site, site_vhost_path
+from conftest import APPS, HELLO, HOST_NAME, PLAIN_APPS, PROJECT, fetch, part_path, port_of, probe_path, run_site, site_vhost_path
 
 testinfra_hosts = [HOST_NAME]
-PROJECT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
-HELLO = f"{PROJECT}/molecule/resources/apps/hello"
 CHECK_DIFF = ["--check", "--diff"]
 SUDO_USER = "deploy"
 
@@ -147,7 +144,7 @@ KEEPER = {"name": "keeper", "server_name": NEIGHBOUR["server_name"],
           "server_aliases": NEIGHBOUR.get("server_aliases", []), "source": {"path": HELLO},
           "wsgi": "hello:application", "mount": "/keeper/", "listen": f"127.0.0.1:{KEEPER_PORT}"}
 # The TCP ports of the scenario's apps, which runs for keeper alone must keep closed to strangers.
-TCP_PORTS = sorted(int(app["listen"].rsplit(":", 1)[1]) for app in APPS if app.get("listen", "unix") != "unix")
+TCP_PORTS = sorted(port_of(app) for app in APPS if app.get("listen", "unix") != "unix")
 HOME = "/srv/scgi/keeper"
 MEDIA_FILE = f"{HOME}/media/kept.txt"
 STATE_FILE = f"{HOME}/state/kept.db"
