@@ -5,6 +5,7 @@ launcher subprocess."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -24,10 +25,13 @@ from typing import Callable, Iterator
 
 import pytest
 
-LAUNCHER = (
-    Path(__file__).resolve().parents[2]
-    / "roles/scgi_worker/files/pyhost_scgi_launcher.py"
-)
+LAUNCHER_SOURCE = Path(__file__).resolve().parents[2] / "roles/scgi_worker/files/launcher"
+# The launcher as hosts get it: the one-file zipapp build.py makes, built once per test run.
+LAUNCHER = Path(tempfile.mkdtemp(prefix="pyhost-scgi-launcher-")) / "pyhost-scgi-launcher"
+subprocess.run([sys.executable, str(LAUNCHER_SOURCE / "build.py"), str(LAUNCHER)], check=True)
+atexit.register(shutil.rmtree, LAUNCHER.parent, True)
+# The pure parts are also imported and tested directly (test_launcher_parts.py).
+sys.path.insert(0, str(LAUNCHER_SOURCE))
 
 # Upper bound for anything a test waits for; never reached when things work.
 TIMEOUT = 10.0

@@ -1,0 +1,127 @@
+"""--read-timeout: a connection must deliver its whole request (headers and
+body) within a deadline, or it is closed and its worker freed. A slow or
+stalled client cannot hold a worker; the app's own time to answer is not
+limited."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import select
+import socket
+import time
+from typing import Any
+
+from pyhost_scgi_launcher import log
+
+DEFAULT_READ_TIMEOUT = 60
+# How long a finished connection waits for the web server to close its end.
+CLOSE_DRAIN = 1.0
+
+
+class RequestTooSlow(EOFError):
+    """The connection did not deliver its request in time. An EOFError, so
+    that flup closes the connection as it does when a peer goes away."""
+
+
+class DeadlineSocket:
+    """An accepted connection whose reads must all be done by a deadline.
+
+    Only reads are bounded: once the request has arrived, the app may take
+    as long as it needs to answer. flup reads with recv() and through
+    makefile(); both come here. Everything else goes to the socket itself."""
+
+    def __init__(self, sock: socket.socket, seconds: float) -> None:
+        self._sock = sock
+        self._seconds = seconds
+        self._deadline = time.monotonic() + seconds if seconds else float("inf")
+        self._io_refs = 0
+        self._warned = False
+
+    def _too_slow(self) -> RequestTooSlow:
+        if not self._warned:
+            self._warned = True
+            log.warning("closed a connection whose request did not arrive within %g s", self._seconds)
+        return RequestTooSlow(f"the request did not arrive within {self._seconds:g} s")
+
+    def _left(self) -> float | None:
+        """Seconds left to read (None: no limit); raise when none are."""
+        if self._deadline == float("inf"):
+            return None
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise self._too_slow()
+        return left
+
+    def _before_read(self) -> None:
+        self._sock.settimeout(self._left())
+
+    def wait_readable(self) -> None:
+        """Wait until there is something to read, at most until the deadline."""
+        try:
+            readable, _, _ = select.select([self._sock], [], [], self._left())
+        except ValueError:  # a closed socket
+            raise EOFError from None
+        if not readable:
+            raise self._too_slow()
+
+    def close_gently(self) -> None:
+        """Stop sending and let the peer read all of it before closing, but
+        wait at most CLOSE_DRAIN for the peer to close its end."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_WR)
+            self._sock.settimeout(CLOSE_DRAIN)
+            while self._sock.recv(65536):
+                pass
+        self._sock.close()
+
+    def recv(self, size: int, flags: int = 0) -> bytes:
+        self._before_read()
+        try:
+            return self._sock.recv(size, flags)
+        except TimeoutError:
+            raise self._too_slow() from None
+
+    def recv_into(self, buffer: Any, size: int = 0, flags: int = 0) -> int:
+        self._before_read()
+        try:
+            return self._sock.recv_into(buffer, size, flags)
+        except TimeoutError:
+            raise self._too_slow() from None
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self._sock.settimeout(None)
+        return self._sock.send(data, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self._sock.settimeout(None)
+        self._sock.sendall(data, flags)
+
+    def makefile(self, mode: str = "r", buffering: int | None = None) -> Any:
+        # As socket.makefile() does, over this object's recv_into and send.
+        raw = socket.SocketIO(self, mode.replace("b", ""))  # type: ignore[arg-type]
+        self._io_refs += 1
+        if buffering == 0:
+            return raw
+        size = io.DEFAULT_BUFFER_SIZE if buffering in (None, -1) else buffering
+        return io.BufferedReader(raw, size) if "r" in mode else io.BufferedWriter(raw, size)
+
+    def _decref_socketios(self) -> None:
+        self._io_refs -= 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class ReadDeadline:
+    """A flup connection that gives its peer the server's read_timeout
+    (--read-timeout) seconds to send the request."""
+
+    def __init__(self, sock: socket.socket, addr: Any, server: Any, timeout: Any) -> None:
+        super().__init__(DeadlineSocket(sock, server.read_timeout), addr, server, timeout)  # type: ignore[call-arg]
+
+    def run(self) -> None:
+        # flup ends a connection quietly on EOFError where it reads; this is
+        # for where it does not catch it.
+        with contextlib.suppress(RequestTooSlow):
+            super().run()  # type: ignore[misc]

@@ -1,0 +1,364 @@
+"""The pools that serve requests, and the serving lifecycle they share.
+
+flup's PreforkServer and ThreadedServer main loops, rewritten where they were
+broken:
+
+* the prefork parent ignored SIGTERM while idle (``select()`` is retried after
+  a signal since PEP 475), so systemd had to SIGKILL it: signals now wake the
+  loop through a wakeup socket and shutdown is bounded by SHUTDOWN_GRACE;
+* the prefork pool never grew past ``maxSpare`` (child states, bytes, were
+  compared with the str ``'\\x00'``) and the SIGUSR1 purge sent a str;
+* a forked child left with ``sys.exit()``, unwinding through the parent's
+  frames and running the parent's cleanup;
+* flup's thread pool counted a thread idle until it had picked up its job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+from pyhost_scgi_launcher.environ import fix_environ
+from pyhost_scgi_launcher.systemd import SystemdNotifier
+
+# systemd's default TimeoutStopSec is 90 s; a worker that needs more than this
+# to finish a request at shutdown is cut off so that restarts stay quick.
+SHUTDOWN_GRACE = 1.0
+
+# Idle prefork processes kept ready; the pool grows to --max-children on demand.
+PREFORK_MIN_SPARE = 1
+PREFORK_MAX_SPARE = 2
+
+
+class PoolServer:
+    """Shared by all protocols and methods: construction, environ fix-up,
+    serving lifecycle. A server (see servers.py) names the flup connection
+    class it serves each connection with."""
+
+    connection_class: type
+
+    _wakeup_r: socket.socket
+    _wakeup_w: socket.socket
+
+    def __init__(
+        self,
+        application: Callable[..., Any],
+        *,
+        mount: str,
+        log_level: str,
+        max_children: int,
+        max_requests: int,
+        read_timeout: float = 0,
+    ) -> None:
+        self._max_children = max_children
+        # debug stays off: flup's debug page imports cgitb, removed in Python 3.13.
+        super().__init__(
+            application,
+            debug=False,  # type: ignore[call-arg]
+            **self.pool_options(max_children, max_requests),
+        )
+        # flup logs every request at INFO through a handler of its own; use
+        # ours (no duplicate lines) at the operator's level.
+        self.logger.handlers.clear()  # type: ignore[attr-defined]
+        self.logger.setLevel(log_level)  # type: ignore[attr-defined]
+        # flup decodes headers as latin-1, the PEP 3333 "bytes as str" form;
+        # the mount is compared in that form too.
+        self._mount = mount.encode("utf-8").decode("latin-1")
+        self._stop_requested = False
+        self.timed_out = False
+        # Read by the connections (deadline.ReadDeadline).
+        self.read_timeout = read_timeout
+        # flup's servers set the connection class they were written with.
+        self._jobClass = self.connection_class
+
+    def _sanitizeEnv(self, environ: dict[str, Any]) -> None:
+        fix_environ(environ, self._request_path(environ), self._mount)
+
+    def _request_path(self, environ: dict[str, Any]) -> str:
+        """The whole decoded request path: mod_proxy_scgi and mod_proxy_fcgi
+        send it as SCRIPT_NAME (AJP overrides this)."""
+        return environ.get("SCRIPT_NAME", "")
+
+    def serve(
+        self,
+        sock: socket.socket,
+        notifier: SystemdNotifier,
+        status: str,
+        seconds: float | None = None,
+    ) -> None:
+        """Serve until a stop signal, or for `seconds` (then `timed_out` is set
+        and systemd is not told the service is stopping)."""
+        # The socket must not block: several processes may wake up for one connection.
+        sock.setblocking(False)
+        self._installSignalHandlers()
+        try:
+            if seconds is not None:
+                signal.signal(signal.SIGALRM, self._time_is_up)
+                signal.setitimer(signal.ITIMER_REAL, seconds)
+            notifier.notify(f"READY=1\nSTATUS={status}")
+            self._accept_loop(sock)
+            if not self.timed_out:
+                notifier.notify("STOPPING=1")
+            self._drain()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            self._restoreSignalHandlers()
+
+    # Named like flup's methods on purpose: flup's prefork child calls
+    # _restoreSignalHandlers() right after fork().
+    def _installSignalHandlers(self) -> None:
+        # Handlers only set flags; the wakeup socket makes select() return at
+        # once instead of being silently restarted (PEP 475).
+        self._wakeup_r, self._wakeup_w = socket.socketpair()
+        self._wakeup_r.setblocking(False)
+        self._wakeup_w.setblocking(False)
+        signal.set_wakeup_fd(self._wakeup_w.fileno())
+        handlers = self._signal_handlers()
+        self._oldSIGs = [(signum, signal.getsignal(signum)) for signum in handlers]
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+    def _restoreSignalHandlers(self) -> None:
+        for signum, handler in self._oldSIGs:
+            signal.signal(signum, handler)
+        signal.set_wakeup_fd(-1)
+        self._wakeup_r.close()
+        self._wakeup_w.close()
+
+    def _signal_handlers(self) -> dict[int, Callable[[int, Any], None]]:
+        return {
+            signal.SIGTERM: self._request_stop,
+            signal.SIGINT: self._request_stop,
+            signal.SIGHUP: self._request_stop,
+        }
+
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        self._stop_requested = True
+
+    def _time_is_up(self, signum: int, frame: Any) -> None:
+        self.timed_out = not self._stop_requested
+        self._stop_requested = True
+
+    def _wait(
+        self, sockets: list[socket.socket], timeout: float | None = None
+    ) -> list[socket.socket]:
+        """select() on sockets plus the wakeup socket; returns the readable sockets."""
+        readable, _, _ = select.select([self._wakeup_r, *sockets], [], [], timeout)
+        if self._wakeup_r in readable:
+            with contextlib.suppress(BlockingIOError):
+                while self._wakeup_r.recv(512):
+                    pass
+        return [sock for sock in readable if sock is not self._wakeup_r]
+
+    @staticmethod
+    def pool_options(max_children: int, max_requests: int) -> dict[str, int]:
+        raise NotImplementedError
+
+    def _accept_loop(self, sock: socket.socket) -> None:
+        raise NotImplementedError
+
+    def _drain(self) -> None:
+        raise NotImplementedError
+
+
+class PreforkPool(PoolServer):
+    """flup's PreforkServer main loop, rewritten where it was broken.
+
+    The parent only manages children; they accept connections themselves.
+    """
+
+    _children: dict[int, dict[str, Any]]
+    _minSpare: int
+    _maxSpare: int
+    _maxChildren: int
+    _recycle_requested = False
+
+    @staticmethod
+    def pool_options(max_children: int, max_requests: int) -> dict[str, int]:
+        return {
+            "minSpare": PREFORK_MIN_SPARE,
+            "maxSpare": min(PREFORK_MAX_SPARE, max_children),
+            "maxChildren": max_children,
+            "maxRequests": max_requests,
+        }
+
+    def _signal_handlers(self) -> dict[int, Callable[[int, Any], None]]:
+        return {
+            **super()._signal_handlers(),
+            signal.SIGCHLD: self._on_child_exit,
+            signal.SIGUSR1: self._request_recycle,
+        }
+
+    def _on_child_exit(self, signum: int, frame: Any) -> None:
+        """Nothing to do here: the wakeup socket gets the main loop to reap."""
+
+    def _request_recycle(self, signum: int, frame: Any) -> None:
+        self._recycle_requested = True
+
+    def _accept_loop(self, sock: socket.socket) -> None:
+        self._to_recycle: set[int] = set()
+        while not self._stop_requested:
+            while len(self._children) < self._maxSpare:
+                if not self._spawnChild(sock):  # type: ignore[attr-defined]
+                    break
+            for channel in self._wait(self._channels()):
+                self._read_state(channel)
+            self._reapChildren()  # type: ignore[attr-defined]
+            self._balance(sock)
+
+    def _channels(self) -> list[socket.socket]:
+        return [
+            child["file"]
+            for child in self._children.values()
+            if child["file"] is not None
+        ]
+
+    def _read_state(self, channel: socket.socket) -> None:
+        pid = next(
+            pid for pid, child in self._children.items() if child["file"] is channel
+        )
+        try:
+            states = channel.recv(64)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            states = b""
+        if states:
+            # A child sends b"\x00" when it takes a request and b"\xff" when it is
+            # free again; flup compared these bytes with a str, so every child
+            # looked free and the pool never grew. Only the latest state counts.
+            self._children[pid]["avail"] = states[-1:] != b"\x00"
+        else:
+            self._retire(pid)  # the child has exited
+
+    def _retire(self, pid: int) -> None:
+        """Close the channel to a child: an idle child exits at once, a busy
+        one after its current request (its next status write fails)."""
+        child = self._children[pid]
+        if child["file"] is not None:
+            child["file"].close()
+            child["file"] = None
+        child["avail"] = False
+
+    def _balance(self, sock: socket.socket) -> None:
+        if self._recycle_requested:
+            self._recycle_requested = False
+            self._to_recycle = set(self._children)
+        self._to_recycle &= self._children.keys()
+        idle = sorted(pid for pid, child in self._children.items() if child["avail"])
+        leaving = {pid for pid in idle if pid in self._to_recycle} | set(
+            idle[self._maxSpare :]
+        )
+        for pid in leaving:
+            self._retire(pid)
+        available = len(idle) - len(leaving)
+        while available < self._minSpare and len(self._children) < self._maxChildren:
+            if not self._spawnChild(sock):  # type: ignore[attr-defined]
+                break
+            available += 1
+
+    def _drain(self) -> None:
+        for pid in list(self._children):
+            self._retire(pid)
+        deadline = time.monotonic() + SHUTDOWN_GRACE
+        while self._children and (remaining := deadline - time.monotonic()) > 0:
+            self._wait([], remaining)
+            self._reapChildren()  # type: ignore[attr-defined]
+        for pid in list(self._children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self._children.clear()
+
+    def _child(self, sock: socket.socket, parent: socket.socket) -> None:
+        # flup ends a child with sys.exit(): its SystemExit would unwind through
+        # the parent's frames copied by fork() and run the parent's cleanup
+        # (unlink the socket, tell systemd STOPPING). os._exit() cannot.
+        status = 0
+        try:
+            super()._child(sock, parent)  # type: ignore[misc]
+        except KeyboardInterrupt:
+            pass
+        except BaseException:
+            self.logger.exception("worker process %d failed", os.getpid())  # type: ignore[attr-defined]
+            status = 1
+        sys.stderr.flush()
+        os._exit(status)
+
+
+class TrackedJob:
+    """A flup connection job that reports when it is done."""
+
+    def __init__(self, job: Any, done: Callable[[], None]) -> None:
+        self._job = job
+        self._done = done
+
+    def run(self) -> None:
+        try:
+            self._job.run()
+        finally:
+            self._done()
+
+
+class ThreadedPool(PoolServer):
+    """flup's ThreadedServer main loop with a fixed pool of --max-children threads.
+
+    flup's pool counts a thread idle until it has picked up its job, so a burst
+    of connections could queue behind busy threads. Here the pool has all its
+    threads from the start and the loop accepts only while one is free; the
+    others wait in the kernel's backlog, as with prefork.
+    """
+
+    _threadPool: Any
+    _jobArgs: tuple[Any, ...]
+
+    @staticmethod
+    def pool_options(max_children: int, max_requests: int) -> dict[str, int]:
+        return {
+            "minSpare": max_children,
+            "maxSpare": max_children,
+            "maxThreads": max_children,
+        }
+
+    def _accept_loop(self, sock: socket.socket) -> None:
+        self._busy = 0
+        self._idle = threading.Condition()
+        while not self._stop_requested:
+            if self._wait([sock] if self._busy < self._max_children else []):
+                self._accept(sock)
+
+    def _accept(self, sock: socket.socket) -> None:
+        try:
+            conn, addr = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return  # another process sharing the socket took it
+        if not self._isClientAllowed(addr):  # type: ignore[attr-defined]
+            conn.close()
+            return
+        with self._idle:
+            self._busy += 1
+        self._threadPool.addJob(
+            TrackedJob(self._jobClass(conn, addr, *self._jobArgs), self._job_done)
+        )
+
+    def _job_done(self) -> None:
+        with self._idle:
+            self._busy -= 1
+            self._idle.notify_all()
+        with contextlib.suppress(
+            OSError
+        ):  # full (the loop will wake anyway) or closed at exit
+            self._wakeup_w.send(b"\0")
+
+    def _drain(self) -> None:
+        # Threads still busy after the grace are daemon threads: they end with the process.
+        with self._idle:
+            self._idle.wait_for(lambda: self._busy == 0, timeout=SHUTDOWN_GRACE)
