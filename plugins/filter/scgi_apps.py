@@ -60,13 +60,23 @@ _value:
 HOME_ROOT = "/srv/scgi"
 CONFIG_ROOT = "/etc/scgi"
 DEPLOY_ROOT = "/var/lib/pyhost-scgi"
-# Entries of the collection's own in those directories (the apache role builds
-# mod_scgi in DEPLOY_ROOT/mod_scgi): no app may be named like them.
+# The apache role builds mod_scgi in DEPLOY_ROOT: no app may be named like it.
+MOD_SCGI_DIR = f"{DEPLOY_ROOT}/mod_scgi"
 COLLECTION_NAMES = frozenset({"mod_scgi"})
 # Apache side: one vhost per site (a server_name), which includes the part of
 # every app mounted under that host name from the site's directory.
 SITES_AVAILABLE = "/etc/apache2/sites-available"
+SITES_ENABLED = "/etc/apache2/sites-enabled"
 SITE_PARTS_ROOT = "/etc/apache2/pyhost-scgi"
+# The roots above, for the roles' host-wide tasks and the helpers they install
+# ('config_root' | pyhost.scgi.scgi_path).
+HOST_PATHS = {
+    "config_root": CONFIG_ROOT,
+    "mod_scgi_dir": MOD_SCGI_DIR,
+    "sites_available": SITES_AVAILABLE,
+    "sites_enabled": SITES_ENABLED,
+    "site_parts_root": SITE_PARTS_ROOT,
+}
 # Every pattern is applied with fullmatch: `$` would let a trailing newline
 # through, and these values end up in unit files and Apache configuration.
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,30}")
@@ -486,8 +496,15 @@ def scgi_apps(apps: Any, warn: bool = False, source_root: str | None = None) -> 
     return completed
 
 
+def scgi_path(name: str) -> str:
+    """A host-wide path of the collection's layout, by name (see HOST_PATHS)."""
+    if name not in HOST_PATHS:
+        raise AnsibleFilterError(f"scgi_path: no host path named {name!r} (known: {', '.join(sorted(HOST_PATHS))})")
+    return HOST_PATHS[name]
+
+
 class FilterModule:
     """Ansible entry point."""
 
     def filters(self) -> dict[str, Any]:
-        return {"scgi_apps": scgi_apps}
+        return {"scgi_apps": scgi_apps, "scgi_path": scgi_path}

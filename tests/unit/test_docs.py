@@ -77,3 +77,55 @@ def test_the_readme_lists_every_tag_the_roles_give_their_stages():
             for tag in re.findall(r"tags: \[(\w+)\]", (ROOT / f"roles/{role}/tasks/main.yml").read_text(encoding="utf-8"))
             if tag != "always"}
     assert set(readme_table("### Tags: one stage of a run")) == tags
+
+
+# Every path of the host layout is spelled once, in the filter.
+LAYOUT_PATHS = [
+    scgi_apps_filter.HOME_ROOT,
+    scgi_apps_filter.CONFIG_ROOT,
+    scgi_apps_filter.DEPLOY_ROOT,
+    scgi_apps_filter.SITE_PARTS_ROOT,
+    "/run/scgi-",
+]
+
+
+def code_lines(path: Path) -> list[str]:
+    """The lines of a role's file that do something: comments and documentation left out."""
+    comment = "#" if path.suffix in {".yml", ".j2", ".py", ""} else None
+    return [line for line in path.read_text(encoding="utf-8").splitlines()
+            if not (comment and line.lstrip().startswith(comment))]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_no_path_of_the_host_layout_is_spelled_outside_the_filter(role: str):
+    """Tasks, templates, vars and helpers take the layout from the filter (per app, or scgi_path)."""
+    files = [path for path in (ROOT / "roles" / role).rglob("*")
+             if path.is_file() and not {"meta", "__pycache__"} & set(path.parts) and path.name != "README.md"]
+    assert files
+    spelled = [f"{path.relative_to(ROOT)}: {line.strip()}"
+               for path in files for line in code_lines(path)
+               if any(layout in line for layout in LAYOUT_PATHS)]
+    assert spelled == []
+
+
+def test_scgi_path_names_each_host_wide_path_and_refuses_others():
+    assert scgi_apps_filter.scgi_path("config_root") == scgi_apps_filter.CONFIG_ROOT
+    assert scgi_apps_filter.scgi_path("mod_scgi_dir") == f"{scgi_apps_filter.DEPLOY_ROOT}/mod_scgi"
+    with pytest.raises(scgi_apps_filter.AnsibleFilterError, match="no host path named 'home'"):
+        scgi_apps_filter.scgi_path("home")
+
+
+def test_every_scenario_and_the_demo_run_their_containers_alike():
+    """Molecule cannot merge a list of platforms from its base config: each scenario repeats the
+    container options, and scripts/systemd-container (make demo) reads the default scenario's."""
+
+    def container_options(platform: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in platform.items() if key not in {"name", "image", "groups"}}
+
+    scenarios = {path.parent.name: yaml.safe_load(path.read_text(encoding="utf-8"))["platforms"]
+                 for path in (ROOT / "molecule").glob("*/molecule.yml")}
+    reference = container_options(scenarios["default"][0])
+    assert {"capabilities", "cgroupns_mode", "volumes", "tmpfs", "command"} <= set(reference)
+    for scenario, platforms in scenarios.items():
+        for platform in platforms:
+            assert container_options(platform) == reference, (scenario, platform["name"])
