@@ -17,6 +17,7 @@ description:
     an error. A file is replaced atomically (a new file in the same directory, then renamed over the
     old one), so a link in its place is replaced, not followed.
   - Returns which paths changed and which apps they belong to, for handlers that restart those apps.
+  - Files are written after the directories, then the absent ones are removed.
 options:
   directories:
     description: Directories to make or correct, in order.
@@ -41,6 +42,16 @@ options:
       group: {description: Group name., type: str, required: true}
       mode: {description: Octal mode as a string, such as C(0640)., type: str, required: true}
       app: {description: The app it belongs to, reported in C(changed_apps) when it changes., type: str}
+      validate:
+        description:
+          - A command run on the new content before it replaces the file, C(%s) standing for a temporary
+            file's path; the file is left as it was when the command fails.
+        type: str
+  absent:
+    description: Files to remove (removing a directory is refused).
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode: {support: full}
   diff_mode: {support: full}
@@ -166,7 +177,7 @@ def read_file(path):
         return info, found.read()
 
 
-def apply_file(entry, check_mode, created_dirs):
+def apply_file(entry, check_mode, created_dirs, run_command):
     """Write or correct one file; returns a diff or None when it was right."""
     uid, gid, mode = ids(entry, check_mode)
     path = entry["path"]
@@ -195,6 +206,8 @@ def apply_file(entry, check_mode, created_dirs):
                     os.fchown(new.fileno(), uid, gid)
                     os.fchmod(new.fileno(), mode)
                     os.fsync(new.fileno())
+                if entry.get("validate"):
+                    validate(entry["validate"], temporary, path, run_command)
                 os.replace(temporary, path)
             except BaseException:
                 if os.path.lexists(temporary):
@@ -209,7 +222,28 @@ def apply_file(entry, check_mode, created_dirs):
     return {"before_header": path, "after_header": path, "before": before, "after": after}
 
 
-def apply(directories, files, check_mode):
+def validate(command, temporary, path, run_command):
+    if "%s" not in command:
+        raise Refused(f"{path}: validate must contain %s, not {command!r}")
+    status, out, err = run_command(command.replace("%s", temporary))
+    if status != 0:
+        raise Refused(f"{path}: the new content failed validation ({command}): {(err or out).strip()}")
+
+
+def remove(path, check_mode):
+    """Remove one file; returns a diff or None when there was none."""
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(found.st_mode):
+        raise Refused(f"{path} is a directory: refusing to remove it")
+    if not check_mode:
+        os.unlink(path)
+    return {"before_header": path, "after_header": path, "before": "file: present\n", "after": "file: absent\n"}
+
+
+def apply(directories, files, check_mode, absent=(), run_command=None):
     """(changed paths, changed apps, diffs) after applying every entry."""
     changed, apps, diffs, created = [], set(), [], set()
     for entry in directories:
@@ -222,12 +256,17 @@ def apply(directories, files, check_mode):
             if entry.get("app"):
                 apps.add(entry["app"])
     for entry in files:
-        diff = apply_file(entry, check_mode, created)
+        diff = apply_file(entry, check_mode, created, run_command)
         if diff:
             changed.append(entry["path"])
             diffs.append(diff)
             if entry.get("app"):
                 apps.add(entry["app"])
+    for path in absent:
+        diff = remove(path, check_mode)
+        if diff:
+            changed.append(path)
+            diffs.append(diff)
     return changed, sorted(apps), diffs
 
 
@@ -236,12 +275,14 @@ def main():
         argument_spec={
             "directories": {"type": "list", "elements": "dict", "default": [], "options": ENTRY},
             "files": {"type": "list", "elements": "dict", "default": [],
-                      "options": {**ENTRY, "content": {"type": "str", "required": True}}},
+                      "options": {**ENTRY, "content": {"type": "str", "required": True}, "validate": {"type": "str"}}},
+            "absent": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )
     try:
-        changed, apps, diffs = apply(module.params["directories"], module.params["files"], module.check_mode)
+        changed, apps, diffs = apply(module.params["directories"], module.params["files"], module.check_mode,
+                                     module.params["absent"], module.run_command)
     except (Refused, OSError) as exc:
         module.fail_json(msg=str(exc))
     result = {"changed": bool(changed), "changed_paths": changed, "changed_apps": apps}

@@ -103,3 +103,35 @@ def test_unknown_users_fail_a_real_run_and_count_as_changes_in_check_mode(tmp_pa
     assert app_files.apply([entry], [], check_mode=True)[0] == [str(tmp_path / "x")]
     with pytest.raises(app_files.Refused, match="not an octal mode"):
         app_files.apply([{**directory(tmp_path / "x"), "mode": "rwx"}], [], check_mode=False)
+
+
+def run(command: str) -> tuple[int, str, str]:
+    import subprocess
+
+    done = subprocess.run(command, shell=True, capture_output=True, text=True)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_a_file_that_fails_validation_is_left_as_it_was(tmp_path: Path) -> None:
+    (tmp_path / "site.conf").write_text("good\n")
+    os.chmod(tmp_path / "site.conf", 0o640)
+    entry = {**file(tmp_path / "site.conf", "bad\n"), "validate": "grep -q good %s"}
+
+    with pytest.raises(app_files.Refused, match="failed validation"):
+        app_files.apply([], [entry], check_mode=False, run_command=run)
+    assert (tmp_path / "site.conf").read_text() == "good\n"
+    assert os.listdir(tmp_path) == ["site.conf"]
+    assert app_files.apply([], [{**entry, "content": "good too\n"}], False, run_command=run)[0] == [entry["path"]]
+
+
+def test_absent_files_are_removed_and_directories_refused(tmp_path: Path) -> None:
+    (tmp_path / "port.nft").write_text("add element\n")
+    (tmp_path / "dir").mkdir()
+
+    assert app_files.apply([], [], True, [str(tmp_path / "port.nft")])[0] == [str(tmp_path / "port.nft")]
+    assert (tmp_path / "port.nft").exists()
+    assert app_files.apply([], [], False, [str(tmp_path / "port.nft"), str(tmp_path / "gone")])[0] == \
+        [str(tmp_path / "port.nft")]
+    assert not (tmp_path / "port.nft").exists()
+    with pytest.raises(app_files.Refused, match="is a directory"):
+        app_files.apply([], [], False, [str(tmp_path / "dir")])
