@@ -64,7 +64,7 @@ def test_check_diff_on_a_converged_host_shows_exactly_the_change_and_never_a_sec
         "Reload systemd's view of the units",
         "Restart the apps whose code, environment or unit changed",
         "Reload Apache",
-    } == {"Write each app's secret environment", "Write each app's part of its site"}, output[-5000:]
+    } == {"Write each app's secret environment", "Write each site's virtual host and each app's part of it"}, output[-5000:]
     assert f"\n-{old_line}\n" in output, output[-5000:]
     assert f"\n+{old_line.replace(' timeout=60', ' timeout=61')}\n" in output, output[-5000:]
     secrets = [new_secret, *(value for app in APPS for value in (app.get("secret_env") or {}).values())]
