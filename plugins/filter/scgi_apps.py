@@ -76,6 +76,8 @@ HOST_PATHS = {
     "sites_available": SITES_AVAILABLE,
     "sites_enabled": SITES_ENABLED,
     "site_parts_root": SITE_PARTS_ROOT,
+    # Staged by root, copied by each app into its virtualenv.
+    "launcher": "/usr/local/lib/pyhost-scgi/pyhost-scgi-launcher",
 }
 # Every pattern is applied with fullmatch: `$` would let a trailing newline
 # through, and these values end up in unit files and Apache configuration.
