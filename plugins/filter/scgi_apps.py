@@ -505,8 +505,21 @@ def scgi_path(name: str) -> str:
     return HOST_PATHS[name]
 
 
+def scgi_units(show: str) -> dict[str, dict[str, str]]:
+    """The output of `systemctl show --property=Id,...  UNIT...` as {Id: {property: value}}.
+
+    systemctl prints one block of NAME=VALUE lines per unit, blocks separated
+    by an empty line, properties in its own order."""
+    units = {}
+    for block in show.strip().split("\n\n"):
+        unit = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if "Id" in unit:
+            units[unit["Id"]] = unit
+    return units
+
+
 class FilterModule:
     """Ansible entry point."""
 
     def filters(self) -> dict[str, Any]:
-        return {"scgi_apps": scgi_apps, "scgi_path": scgi_path}
+        return {"scgi_apps": scgi_apps, "scgi_path": scgi_path, "scgi_units": scgi_units}

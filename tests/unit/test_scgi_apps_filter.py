@@ -351,3 +351,16 @@ def test_mistakes_name_the_app_and_the_field(apps, message):
     with pytest.raises(AnsibleFilterError) as error:
         scgi_apps(apps)
     assert message in str(error.value)
+
+
+def test_scgi_units_reads_systemctl_show_blocks_by_id_in_any_property_order():
+    show = ("ActiveState=active\nId=scgi-blog.socket\nUnitFileState=enabled\n\n"
+            "Id=scgi-blog.service\nStatusText=unavailable: the app failed to load (ImportError), attempt 1; x=y\n"
+            "ActiveState=inactive\n")
+    units = scgi_apps_filter.scgi_units(show)
+    assert units == {
+        "scgi-blog.socket": {"Id": "scgi-blog.socket", "ActiveState": "active", "UnitFileState": "enabled"},
+        "scgi-blog.service": {"Id": "scgi-blog.service", "ActiveState": "inactive",
+                              "StatusText": "unavailable: the app failed to load (ImportError), attempt 1; x=y"},
+    }
+    assert scgi_apps_filter.scgi_units("") == {}
