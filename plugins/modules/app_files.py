@@ -28,7 +28,10 @@ options:
       path: {description: Absolute path., type: str, required: true}
       owner: {description: User name., type: str, required: true}
       group: {description: Group name., type: str, required: true}
-      mode: {description: Octal mode as a string, such as C(0750) or C(2750)., type: str, required: true}
+      mode:
+        description: Four octal digits, as a string, such as C("0750") or C("2750"); a number is refused (YAML reads 0750 unquoted as 488).
+        type: raw
+        required: true
       app: {description: The app it belongs to, reported in C(changed_apps) when it changes., type: str}
   files:
     description: Files to write or correct.
@@ -40,7 +43,10 @@ options:
       content: {description: The whole content (text)., type: str, required: true}
       owner: {description: User name., type: str, required: true}
       group: {description: Group name., type: str, required: true}
-      mode: {description: Octal mode as a string, such as C(0640)., type: str, required: true}
+      mode:
+        description: Four octal digits, as a string, such as C("0640"); a number is refused.
+        type: raw
+        required: true
       app: {description: The app it belongs to, reported in C(changed_apps) when it changes., type: str}
       validate:
         description:
@@ -83,6 +89,7 @@ changed_apps:
 import grp
 import os
 import pwd
+import re
 import stat
 import tempfile
 
@@ -92,7 +99,7 @@ ENTRY = {
     "path": {"type": "str", "required": True},
     "owner": {"type": "str", "required": True},
     "group": {"type": "str", "required": True},
-    "mode": {"type": "str", "required": True},
+    "mode": {"type": "raw", "required": True},
     "app": {"type": "str"},
 }
 
@@ -119,12 +126,10 @@ def ids(entry, check_mode):
     """(uid, gid, mode) of an entry."""
     uid = lookup(pwd, entry["owner"], entry["path"], check_mode)
     gid = lookup(grp, entry["group"], entry["path"], check_mode)
-    try:
-        mode = int(entry["mode"], 8)
-    except ValueError:
-        mode = -1
-    if not 0 <= mode <= 0o7777:
-        raise Refused(f"{entry['path']}: {entry['mode']!r} is not an octal mode")
+    # A number is refused: YAML reads an unquoted 0640 as 416, whose digits mean another mode.
+    if not (isinstance(entry["mode"], str) and re.fullmatch("[0-7]{4}", entry["mode"])):
+        raise Refused(f"{entry['path']}: mode {entry['mode']!r} is not four octal digits in a string, such as '0640'")
+    mode = int(entry["mode"], 8)
     if not os.path.isabs(entry["path"]):
         raise Refused(f"{entry['path']}: not an absolute path")
     return uid, gid, mode

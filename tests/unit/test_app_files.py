@@ -101,8 +101,16 @@ def test_unknown_users_fail_a_real_run_and_count_as_changes_in_check_mode(tmp_pa
         app_files.apply([entry], [], check_mode=False)
     (tmp_path / "x").mkdir()
     assert app_files.apply([entry], [], check_mode=True)[0] == [str(tmp_path / "x")]
-    with pytest.raises(app_files.Refused, match="not an octal mode"):
-        app_files.apply([{**directory(tmp_path / "x"), "mode": "rwx"}], [], check_mode=False)
+
+
+@pytest.mark.parametrize("mode", ["rwx", "750", "07500", 488, 0o750])
+def test_a_mode_that_is_not_four_octal_digits_in_a_string_is_refused(tmp_path: Path, mode) -> None:
+    # 488 is what YAML makes of an unquoted 0750: as a string, "488" is no mode, and "750" is not taken
+    # for one either.
+    (tmp_path / "x").mkdir(mode=0o700)
+    with pytest.raises(app_files.Refused, match="is not four octal digits in a string"):
+        app_files.apply([{**directory(tmp_path / "x"), "mode": mode}], [], check_mode=False)
+    assert stat.S_IMODE((tmp_path / "x").stat().st_mode) == 0o700
 
 
 def run(command: str) -> tuple[int, str, str]:

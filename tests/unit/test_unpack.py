@@ -69,9 +69,18 @@ def test_files_dirs_and_in_tree_links_come_out_root_owned_readable_by_the_group(
          "'d/l/l2': a path through a symbolic link"),
         ([member("etc", tarfile.SYMTYPE, link="."), member("etc/cron.d/x")], "'etc/cron.d/x': a path through a"),
         ([member("a"), member("./a", tarfile.SYMTYPE, link="b")], "'./a': in the archive twice"),
+        # Kernel resolution: d/l is the code's root, so d/l/.. is the app's home and req reaches its venv.
+        ([member("d/l", tarfile.SYMTYPE, link=".."), member("req", tarfile.SYMTYPE, link="d/l/../venv/x")],
+         "'req': a symbolic link to 'd/l/../venv/x', through the link 'd/l'"),
+        # The same with the links in the other order: checked against every link of the archive.
+        ([member("req", tarfile.SYMTYPE, link="d/l/../venv/x"), member("d/l", tarfile.SYMTYPE, link="..")],
+         "'req': a symbolic link to 'd/l/../venv/x', through the link 'd/l'"),
+        ([member("d/x"), member("d", tarfile.SYMTYPE, link=".")], "'d/x': a path through a symbolic link"),
+        ([member("empty", tarfile.SYMTYPE, link="")], "'empty': a symbolic link to '', outside"),
     ],
     ids=["block device", "char device", "fifo", "hard link", "absolute", "dotdot", "dotdot inside", "abs link",
-         "escaping link", "link through link", "file through link", "twice"],
+         "escaping link", "link through link", "file through link", "twice", "target through link",
+         "target through a later link", "file before its parent link", "empty link"],
 )
 def test_hostile_members_are_refused_before_anything_is_written(tmp_path, members, refused):
     path = archive(tmp_path, member("ok.py"), *members)

@@ -126,15 +126,23 @@ def test_a_hostile_archive_is_refused_before_any_of_it_reaches_the_host(host, tm
         tar.addfile(escape)
     hostile = {"name": "hostile", "server_name": "hostile.test", "source": {"archive": str(archive)},
                "wsgi": "hello:application", "static": {"source": "public"}}
-    status, output = run_site(scgi_apps=[hostile])
+    # In the same run, hello gets a new environment: its deploy and restart must not be lost to hostile's failure.
+    greeting = "deployed beside a hostile archive"
+    apps = [{**app, "env": {**app.get("env", {}), "HELLO_GREETING": greeting}} if app is HELLO_APP else app
+            for app in APPS]
+    status, output = run_site(scgi_apps=[*apps, hostile])
     assert status != 0
+    assert "App hostile: its code was not unpacked. The other apps were deployed." in output, output[-3000:]
     assert "app hostile: the code archive is refused: 'disk': a device node" in output, output[-3000:]
     assert host.run("find /srv/scgi/hostile -type b -o -type c -o -type l").stdout == ""
     assert not host.file("/srv/scgi/hostile/code/hello.py").exists
+    assert not host.file("/etc/systemd/system/scgi-hostile.service").exists
+    assert fetch(HELLO_APP, probe_path(HELLO_APP)).json()["greeting"] == greeting
     assert all_apps_answer()
-    status, output = run_site(scgi_apps=[{"name": "hostile", "state": "absent"}])
+    status, output = run_site(scgi_apps=[*APPS, {"name": "hostile", "state": "absent"}])
     assert status == 0, output[-3000:]
     assert not host.file("/srv/scgi/hostile").exists
+    assert fetch(HELLO_APP, probe_path(HELLO_APP)).json()["greeting"] == HELLO_APP.get("env", {}).get("HELLO_GREETING")
 
 
 def test_a_directive_apache_rejects_never_reaches_the_live_server(host):
