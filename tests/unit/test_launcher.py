@@ -23,6 +23,7 @@ from typing import Callable, Iterator
 
 import pytest
 
+import conftest
 from conftest import (
     LAUNCHER,
     PROTOCOLS,
@@ -215,7 +216,6 @@ def kill_tree(proc: subprocess.Popen) -> None:
 def test_plain_flup_prefork_ignores_sigterm_while_idle(workdir: Path) -> None:
     proc = start_plain_flup(workdir, "scgi_fork", maxSpare=1, maxChildren=1)
     try:
-        sock = str(workdir / "plain.sock")
         # Once a child exists the parent has its handlers and has nothing to do
         # but wait in select() for news from the child.
         wait_until(lambda: child_pids(proc.pid), message="plain flup child")
@@ -389,6 +389,33 @@ def test_tcp_ipv4(launch, protocol: str) -> None:
     launcher = launch("echo", bind=f"127.0.0.1:{port}", protocol=protocol)
     environ = launcher.request("/x", address=("127.0.0.1", port)).json()
     assert environ["PATH_INFO"] == "/x"
+
+
+@pytest.mark.parametrize(("protocol", "method"), SERVERS)
+def test_a_peer_not_allowed_gets_no_byte_and_an_allowed_one_is_served(launch, monkeypatch, protocol: str,
+                                                                       method: str) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    launcher = launch("echo", "--method", method, "--allow-peer", "127.0.0.2", bind=f"127.0.0.1:{port}",
+                      protocol=protocol)
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as stranger:
+        try:
+            answer = stranger.recv(1)
+        except ConnectionResetError:
+            answer = b""
+    assert answer == b""
+    wait_until(lambda: "refused a connection from 127.0.0.1" in launcher.stderr_path.read_text())
+
+    def connect_from_allowed_peer(address, timeout: float) -> socket.socket:
+        sock = socket.socket()
+        sock.settimeout(timeout)
+        sock.bind(("127.0.0.2", 0))
+        sock.connect(address)
+        return sock
+
+    monkeypatch.setattr(conftest, "connect", connect_from_allowed_peer)
+    assert launcher.request("/x", address=("127.0.0.1", port)).json()["PATH_INFO"] == "/x"
 
 
 # --------------------------------------------------------------------------

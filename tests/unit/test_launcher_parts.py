@@ -83,11 +83,33 @@ def test_options_that_depend_on_the_bind_are_checked_together(capsys: pytest.Cap
     for argv, message in [
         (["--bind", "127.0.0.1:1", "--socket-mode", "0600"], "--socket-mode applies to --bind unix:/PATH only"),
         (["--bind", "unix:/tmp/a.sock", "--retry-load"], "--retry-load needs --bind systemd"),
+        (["--bind", "unix:/tmp/a.sock", "--allow-peer", "10.0.0.1"], "--allow-peer applies to TCP"),
+        (["--bind", "127.0.0.1:1", "--allow-peer", "frontend.example"], "'frontend.example' is not an IP address"),
     ]:
         with pytest.raises(SystemExit) as exit_:
             cli.parse_args(["--app", "a:b", *argv])
         assert exit_.value.code == 2
         assert message in capsys.readouterr().err
+
+
+def test_allowed_peers_are_the_loopback_unless_given() -> None:
+    assert cli.parse_args(["--app", "a:b", "--bind", "127.0.0.1:1"]).allow_peer == list(pools.LOOPBACK_PEERS)
+    args = cli.parse_args(["--app", "a:b", "--bind", "systemd", "--allow-peer", "10.0.0.7", "--allow-peer", "fd00::7"])
+    assert [str(peer) for peer in args.allow_peer] == ["10.0.0.7", "fd00::7"]
+
+
+@pytest.mark.filterwarnings("ignore:setDaemon:DeprecationWarning")  # flup's thread pool, started by the threaded ones
+@pytest.mark.parametrize(("protocol", "method"), sorted(servers.SERVERS))
+def test_every_server_admits_the_same_peers(protocol: str, method: str) -> None:
+    """flup's own rules differed by protocol and method; the pools' rule is the only one."""
+    server = servers.build_server(protocol, method, lambda environ, start_response: [], mount="", log_level="ERROR",
+                                  max_children=1, max_requests=0, allowed_peers=cli.parse_args(
+                                      ["--app", "a:b", "--bind", "systemd", "--allow-peer", "10.0.0.7"]).allow_peer)
+    assert server._isClientAllowed(("10.0.0.7", 4000))
+    assert server._isClientAllowed(("::ffff:10.0.0.7", 4000, 0, 0))  # an IPv4 peer on an IPv6 socket
+    assert not server._isClientAllowed(("127.0.0.1", 4000))
+    assert not server._isClientAllowed(("10.0.0.8", 4000))
+    assert server._isClientAllowed("")  # a Unix socket's peer: the file's mode decides
 
 
 def test_every_protocol_and_method_the_command_line_offers_has_a_server() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import ipaddress
 import importlib.metadata
 import logging
 import os
@@ -15,7 +16,7 @@ from typing import Any, Callable
 from pyhost_scgi_launcher import PROG, AppLoadError, LauncherError, log
 from pyhost_scgi_launcher.deadline import DEFAULT_READ_TIMEOUT
 from pyhost_scgi_launcher.environ import absolute_redirects
-from pyhost_scgi_launcher.pools import SHUTDOWN_GRACE
+from pyhost_scgi_launcher.pools import LOOPBACK_PEERS, SHUTDOWN_GRACE, IPAddress
 from pyhost_scgi_launcher.sockets import BindAddress, listening
 from pyhost_scgi_launcher.systemd import SystemdNotifier
 from pyhost_scgi_launcher.unavailable import (
@@ -70,6 +71,13 @@ def parse_non_negative(value: str) -> int:
     if not value.isdigit():
         raise argparse.ArgumentTypeError(f"expected a number >= 0, not {value!r}")
     return int(value)
+
+
+def parse_peer(value: str) -> IPAddress:
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an IP address") from None
 
 
 def parse_mode(value: str) -> int:
@@ -162,6 +170,14 @@ exit status: 0 after a signal, 1 on a runtime error, 2 on a usage error.
         help="where to listen; systemd = the socket passed by socket activation",
     )
     parser.add_argument(
+        "--allow-peer",
+        type=parse_peer,
+        action="append",
+        metavar="ADDRESS",
+        help="a TCP peer that may connect (repeat for more); a connection from "
+        "any other address is closed unread (default: 127.0.0.1 and ::1)",
+    )
+    parser.add_argument(
         "--socket-mode",
         type=parse_mode,
         metavar="MODE",
@@ -213,6 +229,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.socket_mode = 0o660
     elif args.bind.kind != "unix":
         parser.error("--socket-mode applies to --bind unix:/PATH only")
+    if args.allow_peer is None:
+        args.allow_peer = list(LOOPBACK_PEERS)
+    elif args.bind.kind == "unix":
+        parser.error("--allow-peer applies to TCP: a unix: socket's mode decides who may connect")
     if args.retry_load and args.bind.kind != "systemd":
         # Only a socket systemd holds outlives the re-execution cleanly.
         parser.error("--retry-load needs --bind systemd")
@@ -322,6 +342,7 @@ def build_server(args: argparse.Namespace, application: Callable[..., Any], **ov
         max_children=options["max_children"],
         max_requests=options["max_requests"],
         read_timeout=options["read_timeout"],
+        allowed_peers=options["allow_peer"],
     )
 
 

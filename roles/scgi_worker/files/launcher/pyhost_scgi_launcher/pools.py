@@ -10,12 +10,16 @@ broken:
   compared with the str ``'\\x00'``) and the SIGUSR1 purge sent a str;
 * a forked child left with ``sys.exit()``, unwinding through the parent's
   frames and running the parent's cleanup;
-* flup's thread pool counted a thread idle until it had picked up its job.
+* flup's thread pool counted a thread idle until it had picked up its job;
+* which TCP peers may connect differed by protocol and method (SCGI threaded:
+  127.0.0.1 only, SCGI prefork: anyone, FastCGI: an environment variable):
+  every pool now admits the --allow-peer addresses only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import select
 import signal
@@ -23,7 +27,7 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Collection, Union
 
 from pyhost_scgi_launcher.environ import fix_environ
 from pyhost_scgi_launcher.systemd import SystemdNotifier
@@ -31,6 +35,11 @@ from pyhost_scgi_launcher.systemd import SystemdNotifier
 # systemd's default TimeoutStopSec is 90 s; a worker that needs more than this
 # to finish a request at shutdown is cut off so that restarts stay quick.
 SHUTDOWN_GRACE = 1.0
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+# The TCP peers admitted when --allow-peer is not given: this host's loopback.
+LOOPBACK_PEERS: tuple[IPAddress, ...] = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 
 # Idle prefork processes kept ready; the pool grows to --max-children on demand.
 PREFORK_MIN_SPARE = 1
@@ -56,8 +65,10 @@ class PoolServer:
         max_children: int,
         max_requests: int,
         read_timeout: float = 0,
+        allowed_peers: Collection[IPAddress] = LOOPBACK_PEERS,
     ) -> None:
         self._max_children = max_children
+        self._allowed_peers = frozenset(allowed_peers)
         # debug stays off: flup's debug page imports cgitb, removed in Python 3.13.
         super().__init__(
             application,
@@ -77,6 +88,20 @@ class PoolServer:
         self.read_timeout = read_timeout
         # flup's servers set the connection class they were written with.
         self._jobClass = self.connection_class
+
+    def _isClientAllowed(self, addr: Any) -> bool:
+        """flup's hook, called by both pools on each accepted connection: a
+        refused one is closed before a byte is read or written. A Unix
+        socket's peers are checked by the socket file's mode."""
+        if not isinstance(addr, tuple):
+            return True
+        peer = ipaddress.ip_address(addr[0].partition("%")[0])
+        if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped:
+            peer = peer.ipv4_mapped
+        if peer in self._allowed_peers:
+            return True
+        self.logger.warning("refused a connection from %s: not an --allow-peer address", peer)  # type: ignore[attr-defined]
+        return False
 
     def _sanitizeEnv(self, environ: dict[str, Any]) -> None:
         fix_environ(environ, self._request_path(environ), self._mount)
