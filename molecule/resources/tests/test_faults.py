@@ -114,7 +114,7 @@ def test_an_app_that_cannot_start_fails_its_own_deploy_and_absent_removes_it(hos
     assert all_apps_answer()
 
 
-def test_a_hostile_archive_is_refused_before_any_of_it_reaches_the_host(host, tmp_path):
+def test_a_hostile_archive_and_a_failing_pip_leave_their_apps_out_and_the_others_deployed(host, tmp_path):
     archive = tmp_path / "hostile.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(HELLO, arcname=".")
@@ -126,22 +126,30 @@ def test_a_hostile_archive_is_refused_before_any_of_it_reaches_the_host(host, tm
         tar.addfile(escape)
     hostile = {"name": "hostile", "server_name": "hostile.test", "source": {"archive": str(archive)},
                "wsgi": "hello:application", "static": {"source": "public"}}
-    # In the same run, hello gets a new environment: its deploy and restart must not be lost to hostile's failure.
+    # An app whose packages pip cannot install fails later in the same run, after its environment was written.
+    no_package = {"name": "nopackage", "server_name": "nopackage.test", "source": {"path": HELLO},
+                  "wsgi": "hello:application", "packages": ["pyhost-scgi-no-such-package==0.0.1"]}
+    # In the same run, hello gets a new environment: its deploy and restart must not be lost to the others' failures.
     greeting = "deployed beside a hostile archive"
     apps = [{**app, "env": {**app.get("env", {}), "HELLO_GREETING": greeting}} if app is HELLO_APP else app
             for app in APPS]
-    status, output = run_site(scgi_apps=[*apps, hostile])
+    status, output = run_site(scgi_apps=[*apps, hostile, no_package])
     assert status != 0
-    assert "App hostile: its code was not unpacked. The other apps were deployed." in output, output[-3000:]
+    assert ("App hostile: its code was not unpacked. App nopackage: pip could not install its packages. "
+            "The other apps were deployed.") in output, output[-3000:]
+    assert "app nopackage: pip failed:" in output, output[-3000:]
+    assert not host.file("/etc/systemd/system/scgi-nopackage.service").exists
     assert "app hostile: the code archive is refused: 'disk': a device node" in output, output[-3000:]
     assert host.run("find /srv/scgi/hostile -type b -o -type c -o -type l").stdout == ""
     assert not host.file("/srv/scgi/hostile/code/hello.py").exists
     assert not host.file("/etc/systemd/system/scgi-hostile.service").exists
     assert fetch(HELLO_APP, probe_path(HELLO_APP)).json()["greeting"] == greeting
     assert all_apps_answer()
-    status, output = run_site(scgi_apps=[*APPS, {"name": "hostile", "state": "absent"}])
+    status, output = run_site(scgi_apps=[*APPS, {"name": "hostile", "state": "absent"},
+                                         {"name": "nopackage", "state": "absent"}])
     assert status == 0, output[-3000:]
     assert not host.file("/srv/scgi/hostile").exists
+    assert not host.file("/srv/scgi/nopackage").exists
     assert fetch(HELLO_APP, probe_path(HELLO_APP)).json()["greeting"] == HELLO_APP.get("env", {}).get("HELLO_GREETING")
 
 

@@ -429,12 +429,24 @@ def test_service_is_hardened(host, app):
 
 
 def test_unit_settings_relax_the_hardening_of_their_app_only(host):
-    relaxed = [app["name"] for app in APPS if app.get("unit_settings") == {"MemoryDenyWriteExecute": False}]
+    relaxed = [app["name"] for app in APPS if (app.get("unit_settings") or {}).get("MemoryDenyWriteExecute") is False]
     assert relaxed, "each scenario relaxes one app's MemoryDenyWriteExecute"
     for app in APPS:
         shown = host.check_output(
             f"systemctl show --property=MemoryDenyWriteExecute --value scgi-{app['name']}.service")
         assert shown == ("no" if app["name"] in relaxed else "yes"), app["name"]
+
+
+def test_an_address_the_operator_allows_reaches_the_service_and_scgi_run(host):
+    """unit_settings IPAddressAllow as a list ("localhost 192.0.2.10"): in the unit file a list, for
+    systemd-run (scgi-run: venv, pip, migrate) one property per address."""
+    allowing = [app for app in APPS if " " in str((app.get("unit_settings") or {}).get("IPAddressAllow", ""))]
+    for app in allowing:
+        wanted = [entry for entry in app["unit_settings"]["IPAddressAllow"].split() if entry != "localhost"]
+        shown = host.check_output(f"systemctl show --property=IPAddressAllow --value scgi-{app['name']}.service")
+        assert all(f"{entry}/32" in shown.split() for entry in wanted), shown
+        assert "127.0.0.0/8" in shown.split()
+        assert host.check_output(f"scgi-run {app['name']} python -c 'print(6 * 7)'") == "42"
 
 
 LIMITED_APPS = [app for app in APPS if app.get("memory_max") or app.get("cpu_quota") or app.get("tasks_max")]
