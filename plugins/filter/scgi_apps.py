@@ -89,6 +89,8 @@ HOST_RE = re.compile(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Z
 # A site's server_name names its files: no wildcard (those go in server_aliases).
 SERVER_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,62})(\.[a-z0-9]([a-z0-9-]{0,62}))*")
 URL_PATH_RE = re.compile(r"/([A-Za-z0-9._~-]+/)*")
+# An inventory group or host name, as scgi_apps' `workers` names them.
+INVENTORY_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
 TCP_RE = re.compile(r"(?P<host>127(\.\d{1,3}){3}|localhost|\[::1\]):(?P<port>\d{1,5})")
 # One segment of a directory inside the app's home or code.
 DIR_SEGMENT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
@@ -109,7 +111,7 @@ RESERVED_NAMES = frozenset(
 KNOWN_KEYS = frozenset(
     "name state server_name server_aliases source requirements packages wsgi django protocol method "
     "max_children max_requests listen mount apache_client static media env secret_env unit_settings "
-    "memory_max cpu_quota tasks_max keep_data max_body read_timeout".split()
+    "memory_max cpu_quota tasks_max keep_data max_body read_timeout workers".split()
 )
 
 DEFAULTS: dict[str, Any] = {
@@ -123,6 +125,7 @@ DEFAULTS: dict[str, Any] = {
     "max_children": "auto",
     "max_requests": 0,
     "listen": "unix",
+    "workers": None,
     "mount": "/",
     "apache_client": "proxy",
     "env": {},
@@ -220,15 +223,71 @@ def _whole_number(name: str, field: str, value: Any, minimum: int) -> int:
 def _check_listen(name: str, listen: Any) -> dict[str, Any]:
     if listen == "unix":
         return {"kind": "unix", "address": f"/run/scgi-{name}/{name}.sock"}  # in the app's runtime_dir
+    # A port alone (4000, or "4000" as -e gives it): the address is the topology's (see _place).
+    port_only = (isinstance(listen, int) and not isinstance(listen, bool)) or (isinstance(listen, str) and listen.isdigit())
+    if port_only:
+        listen = f"127.0.0.1:{listen}"
     match = TCP_RE.fullmatch(str(listen))
     if not match:
-        raise AppError(name, "listen", f"{listen!r} must be 'unix' or a loopback HOST:PORT like 127.0.0.1:4000")
+        raise AppError(name, "listen", f"{listen!r} must be 'unix', a port like 4000 or a loopback HOST:PORT "
+                       "like 127.0.0.1:4000")
     port = int(match.group("port"))
     if not 1024 <= port <= 65535:
         raise AppError(name, "listen", f"port {port} must be between 1024 and 65535")
     # systemd's ListenStream= takes addresses, not names.
     host = "127.0.0.1" if match.group("host") == "localhost" else match.group("host")
-    return {"kind": "tcp", "address": f"{host}:{port}", "host": host.strip("[]"), "port": port}
+    return {"kind": "tcp", "address": f"{host}:{port}", "host": host.strip("[]"), "port": port, "port_only": port_only}
+
+
+def _check_workers(name: str, workers: Any) -> Any:
+    """None (every worker host), an inventory group's name, or a list of host names."""
+    if workers is None:
+        return None
+    if isinstance(workers, str):
+        if not INVENTORY_NAME_RE.fullmatch(workers):
+            raise AppError(name, "workers", f"{workers!r} must be an inventory group's name or a list of host names")
+        return workers
+    if not isinstance(workers, list) or not workers:
+        raise AppError(name, "workers", "must be an inventory group's name or a non-empty list of host names")
+    for host in workers:
+        if not isinstance(host, str) or not INVENTORY_NAME_RE.fullmatch(host):
+            raise AppError(name, "workers", f"{host!r} is not an inventory host name")
+    if len(set(workers)) != len(workers):
+        raise AppError(name, "workers", "names a host twice")
+    return list(workers)
+
+
+def _place(app: dict[str, Any], groups: dict[str, list[str]]) -> None:
+    """Which worker hosts run the app, and whether its front ends reach it over the network.
+
+    One host that is the only front end and the app's only worker keeps
+    everything local: a Unix socket or loopback TCP, as on a single host.
+    Otherwise the app listens on a port of its own, on each worker's private
+    address (scgi_worker_address), and every front end balances over them.
+    """
+    name = app["name"]
+    pool = groups.get("scgi_workers", [])
+    frontends = groups.get("scgi_frontends", [])
+    spec = app["workers"]
+    if spec is None:
+        hosts = list(pool)
+    elif isinstance(spec, str):
+        if spec not in groups:
+            raise AppError(name, "workers", f"there is no inventory group {spec!r}")
+        hosts = groups[spec]
+    else:
+        hosts = spec
+    strangers = [host for host in hosts if host not in pool]
+    if strangers:
+        raise AppError(name, "workers", f"{strangers[0]} is not in the group scgi_workers")
+    if not hosts:
+        raise AppError(name, "workers", "names no worker host")
+    app["worker_hosts"] = [host for host in pool if host in hosts]
+    app["remote"] = not (len(app["worker_hosts"]) == 1 and frontends == app["worker_hosts"])
+    if app["remote"] and not (app["listen"]["kind"] == "tcp" and app["listen"]["port_only"]):
+        raise AppError(name, "listen", f"the app runs on {', '.join(app['worker_hosts'])} for the front ends "
+                       f"{', '.join(frontends) or '(none)'}: it must listen on a port of its own, like listen: 4000, "
+                       "which each worker opens on its scgi_worker_address to the front ends only")
 
 
 def _check_limits(name: str, app: dict[str, Any]) -> None:
@@ -363,6 +422,7 @@ def _complete(raw: Any, source_root: str | None) -> dict[str, Any]:
     _whole_number(name, "read_timeout", app["read_timeout"], 1)
     app["max_body"] = _body_size(name, app["max_body"])
     app["listen"] = _check_listen(name, app["listen"])
+    app["workers"] = _check_workers(name, app["workers"])
     if app["apache_client"] == "mod_scgi":
         if app["protocol"] != "scgi":
             raise AppError(name, "apache_client", f"mod_scgi speaks SCGI only, not protocol {app['protocol']!r}")
@@ -479,16 +539,23 @@ def _check_unique(apps: list[dict[str, Any]]) -> None:
                 raise AppError(app["name"], field, f"{value} is already used by app '{other}'")
 
 
-def scgi_apps(apps: Any, warn: bool = False, source_root: str | None = None) -> list[dict[str, Any]]:
+def scgi_apps(apps: Any, warn: bool = False, source_root: str | None = None,
+              groups: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
     """Return the checked and completed apps; raise naming the app and field on any mistake.
 
     With warn=True, risky but valid choices are also shown as Ansible warnings
     (the play does it once, in its first check, rather than in every role).
     With source_root, every present app's source must exist on the controller.
+    With groups (the inventory's), each present app gets its worker_hosts and
+    whether its front ends reach it over the network (remote).
     """
     if not isinstance(apps, list):
         raise AnsibleFilterError("scgi_apps must be a list of apps")
     completed = [_complete(raw, source_root) for raw in apps]
+    if groups is not None:
+        for app in completed:
+            if app["state"] == "present":
+                _place(app, groups)
     _check_unique(completed)
     _check_sites(completed)
     if warn:

@@ -193,7 +193,8 @@ def test_request_limits_default_and_sizes():
 
 def test_localhost_listens_on_an_address_systemd_accepts():
     (blog,) = scgi_apps([app(listen="localhost:4000")])
-    assert blog["listen"] == {"kind": "tcp", "address": "127.0.0.1:4000", "host": "127.0.0.1", "port": 4000}
+    assert blog["listen"] == {"kind": "tcp", "address": "127.0.0.1:4000", "host": "127.0.0.1", "port": 4000,
+                              "port_only": False}
     assert blog["proxy_url"] == "scgi://127.0.0.1:4000/"
 
 
@@ -303,7 +304,7 @@ def test_sources_are_not_looked_up_without_a_root_nor_for_absent_apps(tmp_path):
         ([app(max_requests=-1)], "field 'max_requests'"),
         (
             [app(listen="0.0.0.0:4000")],
-            "field 'listen': '0.0.0.0:4000' must be 'unix' or a loopback",
+            "field 'listen': '0.0.0.0:4000' must be 'unix', a port like 4000 or a loopback",
         ),
         ([app(listen="127.0.0.1:80")], "field 'listen': port 80"),
         ([app(mount="blog")], "field 'mount'"),
@@ -364,3 +365,53 @@ def test_scgi_units_reads_systemctl_show_blocks_by_id_in_any_property_order():
                               "StatusText": "unavailable: the app failed to load (ImportError), attempt 1; x=y"},
     }
     assert scgi_apps_filter.scgi_units("") == {}
+
+
+# --- many hosts: where each app runs ------------------------------------------------------------
+
+ONE_HOST = {"scgi_workers": ["web1"], "scgi_frontends": ["web1"]}
+CLUSTER = {"scgi_workers": ["w1", "w2", "w3"], "scgi_frontends": ["fe1", "fe2"], "small": ["w3"], "db": ["pg"]}
+
+
+def test_one_host_in_both_groups_stays_local_with_todays_defaults():
+    (blog,) = scgi_apps([app()], groups=ONE_HOST)
+    assert (blog["worker_hosts"], blog["remote"], blog["listen"]["kind"]) == (["web1"], False, "unix")
+    (blog,) = scgi_apps([app(listen=4000)], groups=ONE_HOST)
+    assert (blog["remote"], blog["listen"]["address"]) == (False, "127.0.0.1:4000")
+
+
+@pytest.mark.parametrize(
+    ("workers", "hosts"),
+    [(None, ["w1", "w2", "w3"]), ("small", ["w3"]), (["w3", "w1"], ["w1", "w3"])],
+    ids=["every worker", "a group", "a list, in the inventory's order"],
+)
+def test_an_app_runs_on_every_worker_or_the_ones_it_names(workers, hosts):
+    (blog,) = scgi_apps([app(listen=4000, workers=workers)], groups=CLUSTER)
+    assert (blog["worker_hosts"], blog["remote"], blog["listen"]["port"]) == (hosts, True, 4000)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "groups", "message"),
+    [
+        ({"listen": 4000, "workers": "nosuchgroup"}, CLUSTER, "field 'workers': there is no inventory group 'nosuchgroup'"),
+        ({"listen": 4000, "workers": "db"}, CLUSTER, "field 'workers': pg is not in the group scgi_workers"),
+        ({"listen": 4000, "workers": ["w1", "fe1"]}, CLUSTER, "field 'workers': fe1 is not in the group scgi_workers"),
+        ({"listen": 4000, "workers": []}, CLUSTER, "field 'workers': must be an inventory group's name or a non-empty"),
+        ({"listen": 4000, "workers": ["w1", "w1"]}, CLUSTER, "field 'workers': names a host twice"),
+        ({"listen": 4000, "workers": "a b"}, CLUSTER, "field 'workers': 'a b' must be an inventory group's name"),
+        ({"listen": 4000, "workers": ["w1\nx"]}, CLUSTER, "field 'workers': 'w1\\nx' is not an inventory host name"),
+        ({}, CLUSTER, "field 'listen': the app runs on w1, w2, w3 for the front ends fe1, fe2: it must listen on a port"),
+        ({"listen": "127.0.0.1:4000"}, CLUSTER, "field 'listen': the app runs on w1, w2, w3"),
+        ({"workers": ["w1"]}, {"scgi_workers": ["w1"], "scgi_frontends": ["w1", "fe2"]}, "it must listen on a port"),
+        ({"listen": True}, CLUSTER, "field 'listen': True must be 'unix', a port"),
+    ],
+)
+def test_placement_mistakes_name_the_app_and_the_field(overrides, groups, message):
+    with pytest.raises(AnsibleFilterError) as error:
+        scgi_apps([app(**overrides)], groups=groups)
+    assert message in str(error.value)
+
+
+def test_absent_apps_are_not_placed():
+    (gone,) = scgi_apps([{"name": "blog", "state": "absent"}], groups=CLUSTER)
+    assert "worker_hosts" not in gone
