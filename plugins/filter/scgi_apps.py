@@ -388,10 +388,11 @@ def _complete(raw: Any, source_root: str | None) -> dict[str, Any]:
     )
     del app["secret_env"]
     _boolean(name, "keep_data", app["keep_data"])
+    # What removal spares (state absent, or a worker host that leaves the
+    # app's pool): the user and group (so that the kept files keep a
+    # meaningful owner) and these entries of the home.
+    app["kept_in_home"] = _kept_in_home(name, app) if app["keep_data"] else []
     if app["state"] == "absent":
-        # What removal spares: the user and group (so that the kept files keep
-        # a meaningful owner) and these entries of the home.
-        app["kept_in_home"] = _kept_in_home(name, app) if app["keep_data"] else []
         return app
 
     server_name = app.get("server_name")
