@@ -287,7 +287,15 @@ def _place(app: dict[str, Any], groups: dict[str, list[str]]) -> None:
     if app["remote"] and not (app["listen"]["kind"] == "tcp" and app["listen"]["port_only"]):
         raise AppError(name, "listen", f"the app runs on {', '.join(app['worker_hosts'])} for the front ends "
                        f"{', '.join(frontends) or '(none)'}: it must listen on a port of its own, like listen: 4000, "
-                       "which each worker opens on its scgi_worker_address to the front ends only")
+                       "which each worker opens on its scgi_private_address to the front ends only")
+    if app["remote"]:
+        if app["apache_client"] != "proxy":
+            raise AppError(name, "apache_client", "mod_scgi cannot balance over worker hosts: an app that runs on "
+                           "hosts other than its front ends uses apache_client: proxy")
+        # Each front end balances over the app's workers (scgi_site writes the members).
+        app["balancer"] = f"balancer://scgi-{name}"
+        app["proxy_section"] = app["balancer"]
+        app["proxy_url"] = f"{app['balancer']}{app['mount']}"
 
 
 def _check_limits(name: str, app: dict[str, Any]) -> None:

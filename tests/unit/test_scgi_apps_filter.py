@@ -388,6 +388,7 @@ def test_one_host_in_both_groups_stays_local_with_todays_defaults():
 def test_an_app_runs_on_every_worker_or_the_ones_it_names(workers, hosts):
     (blog,) = scgi_apps([app(listen=4000, workers=workers)], groups=CLUSTER)
     assert (blog["worker_hosts"], blog["remote"], blog["listen"]["port"]) == (hosts, True, 4000)
+    assert (blog["proxy_url"], blog["proxy_section"]) == ("balancer://scgi-blog/", "balancer://scgi-blog")
 
 
 @pytest.mark.parametrize(
@@ -404,6 +405,7 @@ def test_an_app_runs_on_every_worker_or_the_ones_it_names(workers, hosts):
         ({"listen": "127.0.0.1:4000"}, CLUSTER, "field 'listen': the app runs on w1, w2, w3"),
         ({"workers": ["w1"]}, {"scgi_workers": ["w1"], "scgi_frontends": ["w1", "fe2"]}, "it must listen on a port"),
         ({"listen": True}, CLUSTER, "field 'listen': True must be 'unix', a port"),
+        ({"listen": 4000, "apache_client": "mod_scgi"}, CLUSTER, "field 'apache_client': mod_scgi cannot balance"),
     ],
 )
 def test_placement_mistakes_name_the_app_and_the_field(overrides, groups, message):

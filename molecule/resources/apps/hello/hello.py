@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import pwd
+import socket
 import threading
 import time
 from urllib.parse import parse_qs, quote
@@ -139,6 +140,8 @@ def application(environ, start_response):
         "user": _process_user(),
         "uid": os.geteuid(),
         "pid": os.getpid(),
+        # Which worker host served the request (many hosts: the balancer's choice).
+        "host": socket.gethostname(),
         # What the deployment put into the environment; a secret's value is never echoed.
         "greeting": os.environ.get("HELLO_GREETING"),
         "has_token": bool(os.environ.get("HELLO_TOKEN")),
