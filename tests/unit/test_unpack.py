@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import io
+import grp
 import os
 import stat
 import tarfile
@@ -107,3 +108,23 @@ def test_static_source_must_be_a_real_directory_inside_the_code(tmp_path):
         with pytest.raises(unpack.Refused, match=f"static.source '{source}' is not a directory inside the code"):
             unpack.publish_static("blog", str(code), source, str(tmp_path / "static"), "www-data")
     assert not (tmp_path / "static.new").exists()
+
+
+def test_a_workers_static_files_come_out_on_a_front_end_readable_by_apache_and_uncompiled(tmp_path):
+    """--static: a front end that does not run the app gets the static files a worker collected."""
+    path = archive(tmp_path, member("./css/site.css", data=b"body{}"), member("./js/app.py", data=b"x = 1\n"))
+    target = tmp_path / "static"
+    group = grp.getgrgid(os.getgid()).gr_name
+    assert unpack.main(["--static", group, "blog", path, str(target)]) == 0
+    assert (target / "css/site.css").read_bytes() == b"body{}"
+    assert not (target / "js/__pycache__").exists()
+    assert stat.S_IMODE(os.stat(target / "css/site.css").st_mode) == 0o640
+    assert unpack.main(["--static", group, "blog", path, str(target)]) == 0  # the stamp: unchanged
+
+
+def test_a_hostile_static_archive_is_refused_naming_the_app(tmp_path, capsys):
+    path = archive(tmp_path, member("shadow", tarfile.SYMTYPE, link="/etc/shadow"))
+    group = grp.getgrgid(os.getgid()).gr_name
+    assert unpack.main(["--static", group, "blog", path, str(tmp_path / "static")]) == 1
+    assert "app blog: the static archive is refused: 'shadow'" in capsys.readouterr().err
+    assert not (tmp_path / "static").exists()
