@@ -120,7 +120,8 @@ def test_every_scenario_and_the_demo_run_their_containers_alike():
     container options, and scripts/systemd-container (make demo) reads the default scenario's."""
 
     def container_options(platform: dict[str, Any]) -> dict[str, Any]:
-        return {key: value for key, value in platform.items() if key not in {"name", "image", "groups"}}
+        return {key: value for key, value in platform.items()
+                if key not in {"name", "image", "groups", "networks", "docker_networks"}}
 
     scenarios = {path.parent.name: yaml.safe_load(path.read_text(encoding="utf-8"))["platforms"]
                  for path in (ROOT / "molecule").glob("*/molecule.yml")}

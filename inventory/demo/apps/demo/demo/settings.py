@@ -71,6 +71,16 @@ DATABASES = {
         "NAME": BASE_DIR / "db.sqlite3",
     }
 }
+# Several workers share one PostgreSQL database, named by the environment
+# (env for the host and names, secret_env for the password).
+if os.environ.get("DEMO_DATABASE_HOST"):
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": os.environ["DEMO_DATABASE_HOST"],
+        "NAME": os.environ.get("DEMO_DATABASE_NAME", "demo"),
+        "USER": os.environ.get("DEMO_DATABASE_USER", "demo"),
+        "PASSWORD": os.environ.get("DEMO_DATABASE_PASSWORD", ""),
+    }
 
 
 # Password validation

@@ -3,6 +3,7 @@
 import itertools
 import os
 import pwd
+import socket
 import threading
 import time
 
@@ -41,6 +42,10 @@ def echo(request):
             "user": _process_user(),
             "uid": os.geteuid(),
             "pid": os.getpid(),
+            # Which worker host served it (many hosts: the balancer's choice).
+            "host": socket.gethostname(),
+            # Whether the session (a login made on another worker, say) is valid here.
+            "authenticated": request.user.is_authenticated,
         }
     )
 
