@@ -116,7 +116,8 @@ def test_static_files_are_served_by_the_front_end_with_every_worker_stopped():
 def test_a_login_made_on_one_worker_is_valid_on_the_other():
     W1.check_output("scgi-run shop python -m django shell -c {}".format(_quote(
         "from django.contrib.auth.models import User; "
-        "User.objects.filter(username='alice').exists() or User.objects.create_user('alice', password='pw-cluster')")))
+        "alice = User.objects.get_or_create(username='alice')[0]; alice.is_staff = True; "  # the admin's login wants staff
+        "alice.set_password('pw-cluster'); alice.save()")))
     login = textwrap.dedent("""
         import http.cookiejar, re, urllib.parse, urllib.request
         jar = http.cookiejar.CookieJar()
