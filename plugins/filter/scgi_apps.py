@@ -288,6 +288,11 @@ def _place(app: dict[str, Any], groups: dict[str, list[str]]) -> None:
         raise AppError(name, "listen", f"the app runs on {', '.join(app['worker_hosts'])} for the front ends "
                        f"{', '.join(frontends) or '(none)'}: it must listen on a port of its own, like listen: 4000, "
                        "which each worker opens on its scgi_private_address to the front ends only")
+    if app["remote"] and app["media"]["shared"] is None:
+        raise AppError(name, "media.shared", f"the app runs on {', '.join(app['worker_hosts'])} for the front ends "
+                       f"{', '.join(frontends) or '(none)'}: declare whether {app['media']['dir']} is one filesystem "
+                       "mounted at that path on all of them (true: what the app writes there, every front end serves) "
+                       "or holds nothing to serve (false)")
     if app["remote"]:
         if app["apache_client"] != "proxy":
             raise AppError(name, "apache_client", "mod_scgi cannot balance over worker hosts: an app that runs on "
@@ -458,6 +463,11 @@ def _complete(raw: Any, source_root: str | None) -> dict[str, Any]:
         }
         if directory in ("code", "venv", "state"):
             raise AppError(name, f"{kind}.dir", "must not be the app's code, venv or state directory")
+        if kind == "media":
+            # Many hosts: whether the operator shares the directory between them (see _place).
+            files["shared"] = given.get("shared")
+            if files["shared"] is not None:
+                _boolean(name, "media.shared", files["shared"])
         app[kind] = files
     if app["static"]["source"] and app["django"] and app["django"]["collectstatic"]:
         raise AppError(name, "static.source", "is for apps without collectstatic; Django apps collect their static files")

@@ -52,6 +52,7 @@ def test_defaults_and_derived_values():
         "url": "/media/",
         "dir": "/srv/scgi/blog/media",
         "source": "",
+        "shared": None,
     }
     assert blog["django"] == {
         "settings": "blog.settings",
@@ -386,7 +387,7 @@ def test_one_host_in_both_groups_stays_local_with_todays_defaults():
     ids=["every worker", "a group", "a list, in the inventory's order"],
 )
 def test_an_app_runs_on_every_worker_or_the_ones_it_names(workers, hosts):
-    (blog,) = scgi_apps([app(listen=4000, workers=workers)], groups=CLUSTER)
+    (blog,) = scgi_apps([app(listen=4000, workers=workers, media={"shared": True})], groups=CLUSTER)
     assert (blog["worker_hosts"], blog["remote"], blog["listen"]["port"]) == (hosts, True, 4000)
     assert (blog["proxy_url"], blog["proxy_section"]) == ("balancer://scgi-blog/", "balancer://scgi-blog")
 
@@ -394,6 +395,9 @@ def test_an_app_runs_on_every_worker_or_the_ones_it_names(workers, hosts):
 @pytest.mark.parametrize(
     ("overrides", "groups", "message"),
     [
+        ({"listen": 4000}, CLUSTER, "field 'media.shared': the app runs on w1, w2, w3 for the front ends fe1, fe2: "
+                                    "declare whether /srv/scgi/blog/media is one filesystem"),
+        ({"listen": 4000, "media": {"shared": "yes"}}, CLUSTER, "field 'media.shared': 'yes' must be true or false"),
         ({"listen": 4000, "workers": "nosuchgroup"}, CLUSTER, "field 'workers': there is no inventory group 'nosuchgroup'"),
         ({"listen": 4000, "workers": "db"}, CLUSTER, "field 'workers': pg is not in the group scgi_workers"),
         ({"listen": 4000, "workers": ["w1", "fe1"]}, CLUSTER, "field 'workers': fe1 is not in the group scgi_workers"),
@@ -405,7 +409,8 @@ def test_an_app_runs_on_every_worker_or_the_ones_it_names(workers, hosts):
         ({"listen": "127.0.0.1:4000"}, CLUSTER, "field 'listen': the app runs on w1, w2, w3"),
         ({"workers": ["w1"]}, {"scgi_workers": ["w1"], "scgi_frontends": ["w1", "fe2"]}, "it must listen on a port"),
         ({"listen": True}, CLUSTER, "field 'listen': True must be 'unix', a port"),
-        ({"listen": 4000, "apache_client": "mod_scgi"}, CLUSTER, "field 'apache_client': mod_scgi cannot balance"),
+        ({"listen": 4000, "apache_client": "mod_scgi", "media": {"shared": False}}, CLUSTER,
+         "field 'apache_client': mod_scgi cannot balance"),
     ],
 )
 def test_placement_mistakes_name_the_app_and_the_field(overrides, groups, message):
