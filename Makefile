@@ -12,7 +12,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 0
 export PY_COLORS ?= 0
 
-SCENARIOS := default debian13
+SCENARIOS := default debian13 cluster
 SCENARIO ?= $(SCENARIOS)
 DEMO_CONTAINER := pyhost-scgi-demo
 DEMO_PORT ?= 8080
