@@ -111,7 +111,7 @@ RESERVED_NAMES = frozenset(
 KNOWN_KEYS = frozenset(
     "name state server_name server_aliases source requirements packages wsgi django protocol method "
     "max_children max_requests listen mount apache_client static media env secret_env unit_settings "
-    "memory_max cpu_quota tasks_max keep_data max_body read_timeout workers".split()
+    "memory_max cpu_quota tasks_max keep_data max_body read_timeout workers uid".split()
 )
 
 DEFAULTS: dict[str, Any] = {
@@ -126,6 +126,7 @@ DEFAULTS: dict[str, Any] = {
     "max_requests": 0,
     "listen": "unix",
     "workers": None,
+    "uid": None,
     "mount": "/",
     "apache_client": "proxy",
     "env": {},
@@ -143,6 +144,10 @@ SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 # Apache's LimitRequestBody takes at most 2 GiB.
 MAX_BODY_LIMIT = 1 << 31
 CPU_QUOTA_RE = re.compile(r"\d+%")
+# The ids an app's user and group may be given (uid): Debian's system and user
+# ranges, not root's nor the reserved ones from 60000 (nobody, systemd's).
+UID_MIN = 100
+UID_MAX = 59999
 
 
 class AppError(AnsibleFilterError):
@@ -263,7 +268,7 @@ def _place(app: dict[str, Any], groups: dict[str, list[str]]) -> None:
     One host that is the only front end and the app's only worker keeps
     everything local: a Unix socket or loopback TCP, as on a single host.
     Otherwise the app listens on a port of its own, on each worker's private
-    address (scgi_worker_address), and every front end balances over them.
+    address (scgi_private_address), and every front end balances over them.
     """
     name = app["name"]
     pool = groups.get("scgi_workers", [])
@@ -293,6 +298,10 @@ def _place(app: dict[str, Any], groups: dict[str, list[str]]) -> None:
                        f"{', '.join(frontends) or '(none)'}: declare whether {app['media']['dir']} is one filesystem "
                        "mounted at that path on all of them (true: what the app writes there, every front end serves) "
                        "or holds nothing to serve (false)")
+    if app["media"]["shared"] and len(app["worker_hosts"]) > 1 and app["uid"] is None:
+        raise AppError(name, "uid", f"the app writes its shared {app['media']['dir']} from {', '.join(app['worker_hosts'])}: "
+                       "its user must have the same id on each of them, like uid: 2001 (an id no user or group "
+                       "of these hosts has)")
     if app["remote"]:
         if app["apache_client"] != "proxy":
             raise AppError(name, "apache_client", "mod_scgi cannot balance over worker hosts: an app that runs on "
@@ -356,12 +365,14 @@ def _check_unit_settings(name: str, settings: Any) -> None:
 
 
 def _kept_in_home(name: str, app: dict[str, Any]) -> list[str]:
-    """The entries of an absent app's home that keep_data keeps: its media and state directories."""
+    """The entries of a removed app's home that stay: its media and state directories with keep_data, and a
+    shared media directory always (the operator's filesystem, mounted there, holding what other hosts wrote)."""
     media = app.get("media") or {}
     if not isinstance(media, dict):
         raise AppError(name, "media", "must be a mapping with 'url' and 'dir'")
-    media_dir = _relative_dir(name, "media.dir", media.get("dir", "media"))
-    return sorted({media_dir.split("/")[0], "state"})
+    media_dir = _relative_dir(name, "media.dir", media.get("dir", "media")).split("/")[0]
+    shared = media.get("shared") is not None and _boolean(name, "media.shared", media["shared"])
+    return sorted(({media_dir, "state"} if app["keep_data"] else set()) | ({media_dir} if shared else set()))
 
 
 def _check_choice(name: str, app: dict[str, Any], field: str, choices: tuple[str, ...], later: str = "") -> None:
@@ -402,9 +413,9 @@ def _complete(raw: Any, source_root: str | None) -> dict[str, Any]:
     del app["secret_env"]
     _boolean(name, "keep_data", app["keep_data"])
     # What removal spares (state absent, or a worker host that leaves the
-    # app's pool): the user and group (so that the kept files keep a
-    # meaningful owner) and these entries of the home.
-    app["kept_in_home"] = _kept_in_home(name, app) if app["keep_data"] else []
+    # app's pool): with keep_data, the user and group (so that the kept files
+    # keep a meaningful owner) and these entries of the home.
+    app["kept_in_home"] = _kept_in_home(name, app)
     if app["state"] == "absent":
         return app
 
@@ -437,6 +448,11 @@ def _complete(raw: Any, source_root: str | None) -> dict[str, Any]:
     app["max_body"] = _body_size(name, app["max_body"])
     app["listen"] = _check_listen(name, app["listen"])
     app["workers"] = _check_workers(name, app["workers"])
+    if isinstance(app["uid"], str) and app["uid"].isdigit():  # as -e gives it
+        app["uid"] = int(app["uid"])
+    if app["uid"] is not None and (isinstance(app["uid"], bool) or not isinstance(app["uid"], int)
+                                   or not UID_MIN <= app["uid"] <= UID_MAX):
+        raise AppError(name, "uid", f"{app['uid']!r} must be a whole number from {UID_MIN} to {UID_MAX}")
     if app["apache_client"] == "mod_scgi":
         if app["protocol"] != "scgi":
             raise AppError(name, "apache_client", f"mod_scgi speaks SCGI only, not protocol {app['protocol']!r}")
@@ -550,6 +566,8 @@ def _check_unique(apps: list[dict[str, Any]]) -> None:
         if app["state"] != "present":
             continue
         keys = [("server_name+mount", f"{app['server_name']}{app['mount']}")]
+        if app["uid"] is not None:
+            keys.append(("uid", str(app["uid"])))
         if app["listen"]["kind"] == "tcp":
             keys.append(("listen", f"port {app['listen']['port']}"))
         for field, value in keys:

@@ -129,6 +129,16 @@ def test_keep_data_keeps_a_media_dir_of_its_own():
     assert gone["kept_in_home"] == ["data", "state"]
 
 
+def test_a_shared_media_dir_is_never_removed_with_the_app():
+    """It is the operator's filesystem, mounted there: other hosts of the app wrote what it holds."""
+    (gone,) = scgi_apps([{"name": "old", "state": "absent", "media": {"shared": True}}])
+    assert gone["kept_in_home"] == ["media"]
+    (gone,) = scgi_apps([{"name": "old", "state": "absent", "keep_data": True, "media": {"shared": True}}])
+    assert gone["kept_in_home"] == ["media", "state"]
+    (blog,) = scgi_apps([app(listen=4000, media={"shared": False})], groups=CLUSTER)
+    assert blog["kept_in_home"] == []
+
+
 def test_keep_data_is_accepted_on_a_present_app():
     (blog,) = scgi_apps([app(keep_data=True)])
     assert blog["keep_data"] is True
@@ -387,7 +397,7 @@ def test_one_host_in_both_groups_stays_local_with_todays_defaults():
     ids=["every worker", "a group", "a list, in the inventory's order"],
 )
 def test_an_app_runs_on_every_worker_or_the_ones_it_names(workers, hosts):
-    (blog,) = scgi_apps([app(listen=4000, workers=workers, media={"shared": True})], groups=CLUSTER)
+    (blog,) = scgi_apps([app(listen=4000, workers=workers, media={"shared": True}, uid=2001)], groups=CLUSTER)
     assert (blog["worker_hosts"], blog["remote"], blog["listen"]["port"]) == (hosts, True, 4000)
     assert (blog["proxy_url"], blog["proxy_section"]) == ("balancer://scgi-blog/", "balancer://scgi-blog")
 
@@ -398,6 +408,11 @@ def test_an_app_runs_on_every_worker_or_the_ones_it_names(workers, hosts):
         ({"listen": 4000}, CLUSTER, "field 'media.shared': the app runs on w1, w2, w3 for the front ends fe1, fe2: "
                                     "declare whether /srv/scgi/blog/media is one filesystem"),
         ({"listen": 4000, "media": {"shared": "yes"}}, CLUSTER, "field 'media.shared': 'yes' must be true or false"),
+        ({"listen": 4000, "media": {"shared": True}}, CLUSTER,
+         "field 'uid': the app writes its shared /srv/scgi/blog/media from w1, w2, w3: its user must have the same id"),
+        ({"listen": 4000, "media": {"shared": True}, "uid": 0}, CLUSTER, "field 'uid': 0 must be a whole number from 100"),
+        ({"listen": 4000, "media": {"shared": True}, "uid": 65534}, CLUSTER, "field 'uid': 65534 must be a whole"),
+        ({"listen": 4000, "media": {"shared": True}, "uid": True}, CLUSTER, "field 'uid': True must be a whole"),
         ({"listen": 4000, "workers": "nosuchgroup"}, CLUSTER, "field 'workers': there is no inventory group 'nosuchgroup'"),
         ({"listen": 4000, "workers": "db"}, CLUSTER, "field 'workers': pg is not in the group scgi_workers"),
         ({"listen": 4000, "workers": ["w1", "fe1"]}, CLUSTER, "field 'workers': fe1 is not in the group scgi_workers"),
@@ -417,6 +432,18 @@ def test_placement_mistakes_name_the_app_and_the_field(overrides, groups, messag
     with pytest.raises(AnsibleFilterError) as error:
         scgi_apps([app(**overrides)], groups=groups)
     assert message in str(error.value)
+
+
+def test_one_worker_with_shared_media_needs_no_uid_and_a_uid_from_the_command_line_is_a_number():
+    (blog,) = scgi_apps([app(listen=4000, workers=["w1"], media={"shared": True})], groups=CLUSTER)
+    assert blog["uid"] is None
+    (blog,) = scgi_apps([app(uid="2001")], groups=ONE_HOST)
+    assert blog["uid"] == 2001
+
+
+def test_two_apps_cannot_share_a_uid():
+    with pytest.raises(AnsibleFilterError, match="app 'shop', field 'uid': 2001 is already used by app 'blog'"):
+        scgi_apps([app(uid=2001), app(name="shop", server_name="shop.example.org", uid=2001)])
 
 
 def test_absent_apps_are_not_placed():

@@ -4,10 +4,13 @@ a PostgreSQL host, and an outsider that must get nothing from any app port."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import textwrap
 
 import pytest
 import testinfra
+import testinfra.utils.ansible_runner
 
 FE, W1, W2, PG, OUT = (testinfra.get_host(f"docker://pyhost-cluster-{name}")
                        for name in ("fe1", "w1", "w2", "pg", "out"))
@@ -113,6 +116,40 @@ def test_static_files_are_served_by_the_front_end_with_every_worker_stopped():
             worker.check_output("systemctl start scgi-shop.socket scgi-shop.service")
 
 
+UPLOAD = textwrap.dedent("""
+    import json, sys, urllib.request, uuid
+    from concurrent.futures import ThreadPoolExecutor
+    def one(number):
+        boundary = uuid.uuid4().hex
+        content = f"upload {number} {uuid.uuid4()}"
+        body = (f"--{boundary}\\r\\nContent-Disposition: form-data; name=\\"file\\"; filename=\\"note.txt\\"\\r\\n"
+                f"Content-Type: text/plain\\r\\n\\r\\n{content}\\r\\n--{boundary}--\\r\\n").encode()
+        request = urllib.request.Request("http://127.0.0.1/upload/", data=body, headers={
+            "Host": "shop.test", "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            saved = json.loads(response.read())
+        request = urllib.request.Request("http://127.0.0.1" + saved["url"], headers={"Host": "shop.test"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            served = response.read().decode()
+        return [saved["host"], saved["name"], served == content]
+    with ThreadPoolExecutor(4) as pool:
+        print(json.dumps(list(pool.map(one, range(12)))))
+""")
+
+
+def test_uploads_through_either_worker_land_in_the_shared_media_and_the_front_end_serves_them():
+    uploads = json.loads(FE.check_output(f"python3 -c {_quote(UPLOAD)}"))
+    assert {host for host, _, _ in uploads} == set(WORKERS)
+    assert all(served for _, _, served in uploads)
+    # The shop user has the same id on both workers (uid: 2001): either may
+    # change what the other wrote. The front end has no such user; its
+    # Apache reads through the group.
+    for worker in WORKERS.values():
+        assert (worker.user("shop").uid, worker.group("shop").gid) == (2001, 2001)
+    on_front_end = FE.file(f"/srv/scgi/shop/media/{uploads[0][1]}")
+    assert (on_front_end.uid, on_front_end.group, on_front_end.mode) == (2001, "www-data", 0o640)
+
+
 def test_a_login_made_on_one_worker_is_valid_on_the_other():
     W1.check_output("scgi-run shop python -m django shell -c {}".format(_quote(
         "from django.contrib.auth.models import User; "
@@ -139,3 +176,67 @@ def test_a_login_made_on_one_worker_is_valid_on_the_other():
     # Both workers hold the same key; only one of them migrated.
     keys = {worker.file("/etc/scgi/shop/django-secret-key.env").sha256sum for worker in WORKERS.values()}
     assert len(keys) == 1
+
+
+def run_site(scgi_apps: list) -> tuple[int, str]:
+    """Run the collection's site.yml on the scenario's hosts with another scgi_apps."""
+    project = os.environ["MOLECULE_PROJECT_DIRECTORY"]
+    result = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "-e", json.dumps({"scgi_apps": scgi_apps}),
+         f"{project}/site.yml"],
+        capture_output=True, text=True, timeout=900,
+        env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": f"{project}/collections", "ANSIBLE_FORCE_COLOR": "0"})
+    return result.returncode, result.stdout + result.stderr
+
+
+def scenario_apps() -> tuple[dict, dict]:
+    shop, hello = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_variables(
+        "pyhost-cluster-fe1")["scgi_apps"]
+    return shop, hello
+
+
+def test_an_id_another_user_holds_and_shared_media_not_mounted_are_refused_before_any_change():
+    shop, hello = scenario_apps()
+    units = W1.check_output("stat -c %Y /etc/systemd/system/scgi-shop.service /etc/systemd/system/scgi-hello.service")
+    held = W1.user("hello").uid  # a system id, picked by the host
+    for apps, message in [
+        ([{**shop, "uid": held}, hello],
+         f"scgi_apps: app 'shop', field 'uid': {held} on pyhost-cluster-w1: hello already has this id; "
+         "choose an id no user or group has"),
+        ([shop, {**hello, "media": {"shared": True}}],
+         "scgi_apps: app 'hello', field 'media.shared': true, but /srv/scgi/hello/media is not a mounted "
+         "filesystem on pyhost-cluster-fe1"),
+    ]:
+        rc, output = run_site(apps)
+        output = " ".join(output.split())
+        assert rc != 0 and message in output, output[-3000:]
+        # The first play's failure stops every host.
+        assert "PLAY [Run the apps]" not in output
+    assert W1.check_output("stat -c %Y /etc/systemd/system/scgi-shop.service /etc/systemd/system/scgi-hello.service") == units
+
+
+# Last: it changes the cluster. w2 leaves the shop's pool and hello becomes absent.
+def test_a_worker_that_leaves_the_pool_and_an_absent_app_leave_nothing_behind_but_the_shared_media():
+    shop, hello = scenario_apps()
+    uploaded = json.loads(FE.check_output(f"python3 -c {_quote(UPLOAD)}"))[0][1]
+    rc, output = run_site([{**shop, "workers": ["pyhost-cluster-w1"]}, {"name": hello["name"], "state": "absent"}])
+    assert rc == 0, output[-6000:]
+
+    answers = through_front_end("shop.test", "/echo/", 10, 4)
+    assert {(status, body["host"]) for status, body in answers} == {(200, "pyhost-cluster-w1")}
+    assert "172.30.77.12" not in FE.check_output("cat /etc/apache2/pyhost-scgi/scgi-site-shop.test/*.conf")
+    assert not W2.file("/etc/systemd/system/scgi-shop.service").exists
+    assert not W2.user("shop").exists
+    assert W2.run("nft list set inet pyhost_scgi remote_ports").stdout.count("4001") == 0
+    # The shared media stays, whole: only the rest of the app's home went.
+    assert W2.check_output("ls -A /srv/scgi/shop") == "media"
+    assert W2.file(f"/srv/scgi/shop/media/{uploaded}").exists
+    assert through_front_end("shop.test", f"/media/{uploaded}")[0][0] == 200
+
+    assert not FE.file("/etc/apache2/sites-enabled/scgi-site-hello.test.conf").exists
+    status, body = through_front_end("hello.test", "/")[0]
+    assert not isinstance(body, dict), (status, body)  # hello's JSON
+    for host in (FE, W1):
+        assert not host.file("/srv/scgi/hello").exists
+    assert not W1.file("/etc/systemd/system/scgi-hello.service").exists
+    assert not W1.user("hello").exists

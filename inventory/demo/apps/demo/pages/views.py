@@ -104,6 +104,7 @@ def upload(request):
                 "name": saved_name,
                 "url": default_storage.url(saved_name),
                 "size": uploaded.size,
+                "host": socket.gethostname(),
             }
         )
     if request.method not in ("GET", "HEAD"):
