@@ -111,7 +111,7 @@ RESERVED_NAMES = frozenset(
 KNOWN_KEYS = frozenset(
     "name state server_name server_aliases source requirements packages wsgi django protocol method "
     "max_children max_requests listen mount apache_client static media env secret_env unit_settings "
-    "memory_max cpu_quota tasks_max keep_data max_body read_timeout workers uid".split()
+    "memory_max cpu_quota tasks_max keep_data max_body read_timeout drain_timeout workers uid".split()
 )
 
 DEFAULTS: dict[str, Any] = {
@@ -138,6 +138,7 @@ DEFAULTS: dict[str, Any] = {
     "keep_data": False,
     "max_body": "100M",
     "read_timeout": 60,
+    "drain_timeout": 30,
 }
 MEMORY_RE = re.compile(r"\d+[KMGT]?")
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -445,6 +446,7 @@ def _complete(raw: Any, source_root: str | None) -> dict[str, Any]:
         raise AppError(name, "max_children", f"{app['max_children']!r} must be 'auto' or a whole number >= 1")
     _whole_number(name, "max_requests", app["max_requests"], 0)
     _whole_number(name, "read_timeout", app["read_timeout"], 1)
+    _whole_number(name, "drain_timeout", app["drain_timeout"], 0)
     app["max_body"] = _body_size(name, app["max_body"])
     app["listen"] = _check_listen(name, app["listen"])
     app["workers"] = _check_workers(name, app["workers"])

@@ -232,7 +232,7 @@ def test_sigterm_stops_everything_within_2s(
     launch, workdir: Path, protocol: str, method: str, busy: bool
 ) -> None:
     launcher = launch(
-        "sleep", "--method", method, "--max-children", "3", protocol=protocol
+        "sleep", "--method", method, "--max-children", "3", "--drain-timeout", "1", protocol=protocol
     )
     if method == "prefork":  # two spare workers, started right after READY=1
         wait_until(lambda: len(child_pids(launcher.proc.pid)) == 2, message="workers")
@@ -249,9 +249,25 @@ def test_sigterm_stops_everything_within_2s(
     assert not any(is_running(pid) for pid in workers)
     assert not os.path.exists(launcher.socket_path)
     if busy:
-        with pytest.raises(Exception):  # the request was cut off after the grace
+        with pytest.raises(Exception):  # the request was cut off after the drain timeout
             in_flight.result(TIMEOUT).json()
         pool.shutdown()
+
+
+@pytest.mark.parametrize(("protocol", "method"), SERVERS, ids=SERVER_IDS)
+def test_a_request_in_flight_at_sigterm_finishes_within_the_drain_timeout(
+    launch, workdir: Path, protocol: str, method: str
+) -> None:
+    launcher = launch("sleep", "--method", method, "--max-children", "3", protocol=protocol)
+    mark = workdir / "started"
+    with ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(launcher.request, f"/?seconds=2&mark={mark}")
+        wait_until(mark.exists, message="request in flight")
+        returncode, elapsed = launcher.stop()
+        assert returncode == 0, launcher.stderr()
+        assert in_flight.result(TIMEOUT).json()["pid"] > 0
+    # It waited for the request, not for the whole default drain timeout (30 s).
+    assert 1.0 < elapsed < 10.0
 
 
 def test_sigint_stops_too(launch) -> None:

@@ -39,6 +39,18 @@ def _start_as_told():
 _start_as_told()
 
 
+def _release():
+    """The content of release.txt beside this file, if any: the deploy tests tell releases apart by it."""
+    try:
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "release.txt"), encoding="utf-8") as file:
+            return file.read().strip()
+    except FileNotFoundError:
+        return None
+
+
+RELEASE = _release()
+
+
 def _wsgi_to_text(value):
     """Decode a PEP 3333 "native string" (latin-1 carrying bytes) as UTF-8."""
     return value.encode("latin-1").decode("utf-8", errors="replace")
@@ -102,6 +114,7 @@ def _sleep(environ, start_response):
             "pid": os.getpid(),
             "thread": threading.get_ident(),
             "served": next(_served),
+            "release": RELEASE,
             "started": started,
             "ended": time.time(),
         },
@@ -144,6 +157,7 @@ def application(environ, start_response):
         "host": socket.gethostname(),
         # What the deployment put into the environment; a secret's value is never echoed.
         "greeting": os.environ.get("HELLO_GREETING"),
+        "release": RELEASE,
         "has_token": bool(os.environ.get("HELLO_TOKEN")),
     }
     return _json(start_response, payload)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from pyhost_scgi_launcher import PROG, AppLoadError, LauncherError, log
 from pyhost_scgi_launcher.deadline import DEFAULT_READ_TIMEOUT
 from pyhost_scgi_launcher.environ import absolute_redirects
-from pyhost_scgi_launcher.pools import LOOPBACK_PEERS, SHUTDOWN_GRACE, IPAddress
+from pyhost_scgi_launcher.pools import DEFAULT_DRAIN_TIMEOUT, LOOPBACK_PEERS, IPAddress
 from pyhost_scgi_launcher.sockets import BindAddress, listening
 from pyhost_scgi_launcher.systemd import SystemdNotifier
 from pyhost_scgi_launcher.unavailable import (
@@ -118,10 +118,11 @@ Apache: ProxyPass /blog/ "unix:/run/blog/blog.sock|scgi://blog/blog/"
 URL for AJP: its path is all the launcher gets. mod_scgi: SCGIMount at an
 internal prefix is fine, the app sees --script-name.
 
-signals: SIGTERM, SIGINT or SIGHUP stop the server (requests in flight get
-%(grace).1f s to finish); SIGUSR1 replaces every prefork worker process.
+signals: SIGTERM, SIGINT or SIGHUP stop the server: it accepts no more
+connections and requests in flight get --drain-timeout seconds to finish;
+SIGUSR1 replaces every prefork worker process.
 exit status: 0 after a signal, 1 on a runtime error, 2 on a usage error.
-""" % {"prog": PROG, "grace": SHUTDOWN_GRACE},
+""" % {"prog": PROG},
     )
     parser.add_argument(
         "--app",
@@ -212,6 +213,15 @@ exit status: 0 after a signal, 1 on a runtime error, 2 on a usage error.
         "SECONDS of being accepted, or it is closed and its worker freed: a slow "
         "or stalled client cannot hold a worker; the app's own time to answer "
         "is not limited; 0 = no limit (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=parse_non_negative,
+        default=DEFAULT_DRAIN_TIMEOUT,
+        metavar="SECONDS",
+        help="at a stop signal, requests in flight get SECONDS to finish before "
+        "they are cut off; connections not yet accepted stay in the socket's "
+        "backlog for the next process (--bind systemd) (default: %(default)s)",
     )
     parser.add_argument(
         "--log-level",
@@ -342,6 +352,7 @@ def build_server(args: argparse.Namespace, application: Callable[..., Any], **ov
         max_children=options["max_children"],
         max_requests=options["max_requests"],
         read_timeout=options["read_timeout"],
+        drain_timeout=options["drain_timeout"],
         allowed_peers=options["allow_peer"],
     )
 

@@ -5,7 +5,7 @@ broken:
 
 * the prefork parent ignored SIGTERM while idle (``select()`` is retried after
   a signal since PEP 475), so systemd had to SIGKILL it: signals now wake the
-  loop through a wakeup socket and shutdown is bounded by SHUTDOWN_GRACE;
+  loop through a wakeup socket and shutdown is bounded by --drain-timeout;
 * the prefork pool never grew past ``maxSpare`` (child states, bytes, were
   compared with the str ``'\\x00'``) and the SIGUSR1 purge sent a str;
 * a forked child left with ``sys.exit()``, unwinding through the parent's
@@ -32,9 +32,11 @@ from typing import Any, Callable, Collection, Union
 from pyhost_scgi_launcher.environ import fix_environ
 from pyhost_scgi_launcher.systemd import SystemdNotifier
 
-# systemd's default TimeoutStopSec is 90 s; a worker that needs more than this
-# to finish a request at shutdown is cut off so that restarts stay quick.
-SHUTDOWN_GRACE = 1.0
+# At a stop, requests in flight get this long to finish (--drain-timeout);
+# those still running are then cut off. The ones that have not been accepted
+# stay in the listening socket's backlog: behind systemd, the next process
+# serves them.
+DEFAULT_DRAIN_TIMEOUT = 30
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
@@ -65,9 +67,11 @@ class PoolServer:
         max_children: int,
         max_requests: int,
         read_timeout: float = 0,
+        drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
         allowed_peers: Collection[IPAddress] = LOOPBACK_PEERS,
     ) -> None:
         self._max_children = max_children
+        self._drain_timeout = drain_timeout
         self._allowed_peers = frozenset(allowed_peers)
         # debug stays off: flup's debug page imports cgitb, removed in Python 3.13.
         super().__init__(
@@ -292,7 +296,7 @@ class PreforkPool(PoolServer):
     def _drain(self) -> None:
         for pid in list(self._children):
             self._retire(pid)
-        deadline = time.monotonic() + SHUTDOWN_GRACE
+        deadline = time.monotonic() + self._drain_timeout
         while self._children and (remaining := deadline - time.monotonic()) > 0:
             self._wait([], remaining)
             self._reapChildren()  # type: ignore[attr-defined]
@@ -384,6 +388,6 @@ class ThreadedPool(PoolServer):
             self._wakeup_w.send(b"\0")
 
     def _drain(self) -> None:
-        # Threads still busy after the grace are daemon threads: they end with the process.
+        # Threads still busy after the drain timeout are daemon threads: they end with the process.
         with self._idle:
-            self._idle.wait_for(lambda: self._busy == 0, timeout=SHUTDOWN_GRACE)
+            self._idle.wait_for(lambda: self._busy == 0, timeout=self._drain_timeout)
