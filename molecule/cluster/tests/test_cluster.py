@@ -3,12 +3,18 @@ a PostgreSQL host, and an outsider that must get nothing from any app port."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import shutil
 import subprocess
 import textwrap
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 import testinfra
 import testinfra.utils.ansible_runner
 
@@ -45,6 +51,17 @@ def through_front_end(host: str, path: str, count: int = 1, workers: int = 1, co
 
 def _quote(value: object) -> str:
     return "'" + str(value).replace("'", "'\\''") + "'"
+
+
+def start_shop_again(*workers) -> None:
+    """Start the shop on workers, then wait (bounded) until the front end's health checks send it requests
+    again: every scgi_site_health_interval (5 s)."""
+    for worker in workers:
+        worker.check_output("systemctl start scgi-shop.socket scgi-shop.service")
+    deadline = time.monotonic() + 30
+    while {body["host"] for status, body in through_front_end("shop.test", "/echo/", 8, 4) if status == 200} != set(WORKERS):
+        assert time.monotonic() < deadline, "the front end does not send requests to both workers again"
+        time.sleep(1)
 
 
 def test_the_shop_is_served_by_both_workers_and_hello_by_its_one():
@@ -101,7 +118,7 @@ def test_a_stopped_worker_costs_no_request():
         answers = through_front_end("shop.test", "/ping/", 500, 8)
         assert [status for status, _ in answers].count(200) == 500, answers[:5]
     finally:
-        W1.check_output("systemctl start scgi-shop.socket scgi-shop.service")
+        start_shop_again(W1)
 
 
 def test_static_files_are_served_by_the_front_end_with_every_worker_stopped():
@@ -112,8 +129,7 @@ def test_static_files_are_served_by_the_front_end_with_every_worker_stopped():
     try:
         assert through_front_end("shop.test", "/static/admin/css/base.css")[0][0] == 200
     finally:
-        for worker in WORKERS.values():
-            worker.check_output("systemctl start scgi-shop.socket scgi-shop.service")
+        start_shop_again(*WORKERS.values())
 
 
 UPLOAD = textwrap.dedent("""
@@ -178,11 +194,12 @@ def test_a_login_made_on_one_worker_is_valid_on_the_other():
     assert len(keys) == 1
 
 
-def run_site(scgi_apps: list) -> tuple[int, str]:
-    """Run the collection's site.yml on the scenario's hosts with another scgi_apps."""
+def run_site(scgi_apps: list, **extra_vars: object) -> tuple[int, str]:
+    """Run the collection's site.yml on the scenario's hosts with another scgi_apps (and more extra vars)."""
     project = os.environ["MOLECULE_PROJECT_DIRECTORY"]
     result = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "-e", json.dumps({"scgi_apps": scgi_apps}),
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+         "-e", json.dumps({"scgi_apps": scgi_apps, **extra_vars}),
          f"{project}/site.yml"],
         capture_output=True, text=True, timeout=900,
         env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": f"{project}/collections", "ANSIBLE_FORCE_COLOR": "0"})
@@ -193,6 +210,64 @@ def scenario_apps() -> tuple[dict, dict]:
     shop, hello = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_variables(
         "pyhost-cluster-fe1")["scgi_apps"]
     return shop, hello
+
+
+def load(targets: list[tuple[str, str]], stop: threading.Event) -> list[tuple[str, object, object, object]]:
+    """One client per (host name, path) through the front end, from this machine, until stop (at most
+    300 s and 50 000 requests): (host name, status or error kind, serving worker, release) per request."""
+    deadline = time.monotonic() + 300
+    answers: list[tuple[str, object, object, object]] = []
+
+    def client(site: str, path: str) -> None:
+        while not stop.is_set() and time.monotonic() < deadline and len(answers) < 50_000:
+            conn = http.client.HTTPConnection("172.30.77.10", 80, timeout=30)
+            try:
+                conn.request("GET", path, headers={"Host": site})
+                resp = conn.getresponse()
+                body = json.loads(resp.read()) if resp.status == 200 else {}
+                answers.append((site, resp.status, body.get("host"), body.get("release")))
+            except (OSError, http.client.HTTPException) as error:
+                answers.append((site, type(error).__name__, None, None))
+            finally:
+                conn.close()
+
+    with ThreadPoolExecutor(len(targets)) as pool:
+        for site, path in targets:
+            pool.submit(client, site, path)
+    return answers
+
+
+def unit_time(host, prop: str) -> int:
+    """A timestamp of scgi-shop.service, in microseconds of the (shared) monotonic clock."""
+    return int(host.check_output(f"systemctl show --property={prop}Monotonic --value scgi-shop.service"))
+
+
+def test_a_rolling_deploy_under_load_fails_no_request_and_restarts_one_worker_at_a_time(tmp_path):
+    shop, hello = scenario_apps()
+    releases = {}
+    for app in (shop, hello):
+        code = tmp_path / app["name"]
+        shutil.copytree(app["source"]["path"], code, ignore=shutil.ignore_patterns("__pycache__", "db.sqlite3"))
+        releases[app["name"]] = uuid.uuid4().hex
+        (code / "release.txt").write_text(releases[app["name"]] + "\n")
+        app["source"] = {"path": str(code)}
+    stop = threading.Event()
+    with ThreadPoolExecutor(1) as runner:
+        loading = runner.submit(load, [("shop.test", "/echo/")] * 6 + [("hello.test", "/")] * 2, stop)
+        time.sleep(2)
+        rc, output = run_site([shop, hello], scgi_rolling_batch=1)
+        time.sleep(2)
+        stop.set()
+        answers = loading.result()
+    assert rc == 0, output[-6000:]
+    assert Counter(status for _, status, _, _ in answers) == {200: len(answers)}
+    assert len(answers) > 100
+    # Every worker ends on the new release; the shop's on w2 stopped only
+    # once the one on w1 was serving again.
+    assert {(site, worker, release) for site, _, worker, release in answers[-40:]} <= {
+        ("shop.test", name, releases["shop"]) for name in WORKERS} | {("hello.test", "pyhost-cluster-w1", releases["hello"])}
+    assert unit_time(W2, "ActiveExitTimestamp") > unit_time(W1, "ActiveEnterTimestamp")
+    assert W1.run("nft list set inet pyhost_scgi draining").stdout.count("elements") == 0
 
 
 def test_an_id_another_user_holds_and_shared_media_not_mounted_are_refused_before_any_change():

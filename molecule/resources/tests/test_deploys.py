@@ -56,14 +56,20 @@ def test_a_code_change_deployed_under_load_fails_no_request(host, tmp_path):
     main_pid = host.check_output("systemctl show --property=MainPID --value scgi-hello.service")
 
     stop = threading.Event()
-    with ThreadPoolExecutor(1) as runner:
-        loading = runner.submit(load, stop)
-        time.sleep(2)  # under load before the deploy starts
-        status, output = run_site(scgi_apps=[{**app, "source": {"path": str(code)}} if app is HELLO_APP else app
-                                             for app in APPS])
-        time.sleep(2)  # and after it
+    try:
+        with ThreadPoolExecutor(1) as runner:
+            loading = runner.submit(load, stop)
+            time.sleep(2)  # under load before the deploy starts
+            status, output = run_site(scgi_apps=[{**app, "source": {"path": str(code)}} if app is HELLO_APP else app
+                                                 for app in APPS])
+            time.sleep(2)  # and after it
+            stop.set()
+            answers = loading.result()
+    finally:
         stop.set()
-        answers = loading.result()
+        # The scenario's own release again, for the tests that follow.
+        restored, restore_output = run_site()
+        assert restored == 0, restore_output[-3000:]
 
     assert status == 0, output[-3000:]
     # The deploy did restart hello while the load ran.

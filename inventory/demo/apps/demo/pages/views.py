@@ -13,6 +13,18 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 
 
+def _release():
+    """The content of release.txt at the top of the code, if any: tells deploys apart (bench/deploy-under-load)."""
+    try:
+        with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "release.txt")) as file:
+            return file.read().strip()
+    except FileNotFoundError:
+        return None
+
+
+RELEASE = _release()
+
+
 def _process_user():
     uid = os.geteuid()
     try:
@@ -46,6 +58,7 @@ def echo(request):
             "host": socket.gethostname(),
             # Whether the session (a login made on another worker, say) is valid here.
             "authenticated": request.user.is_authenticated,
+            "release": RELEASE,
         }
     )
 
