@@ -270,6 +270,31 @@ def test_a_rolling_deploy_under_load_fails_no_request_and_restarts_one_worker_at
     assert W1.run("nft list set inet pyhost_scgi draining").stdout.count("elements") == 0
 
 
+def test_a_killed_worker_costs_at_most_the_requests_in_flight_on_it():
+    stop = threading.Event()
+    with ThreadPoolExecutor(1) as runner:
+        loading = runner.submit(load, [("shop.test", "/echo/")] * 6, stop)
+        time.sleep(2)
+        subprocess.run(["docker", "kill", "pyhost-cluster-w2"], check=True, capture_output=True, timeout=60)
+        time.sleep(10)
+        stop.set()
+        answers = loading.result()
+    try:
+        failed = [answer for answer in answers if answer[1] != 200]
+        # At most one request per client was in flight on w2 when it died.
+        assert len(failed) <= 6, Counter(status for _, status, _, _ in failed)
+        # Then the front end stops sending to it at once (a connection that fails within
+        # scgi_site_connect_timeout goes to w1 for the same request), and its health check keeps w2 out.
+        assert [answer[:3] for answer in answers[-50:]] == [("shop.test", 200, "pyhost-cluster-w1")] * 50
+    finally:
+        subprocess.run(["docker", "start", "pyhost-cluster-w2"], check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 120
+        while W2.run("systemctl is-system-running").stdout.strip() not in {"running", "degraded"}:
+            assert time.monotonic() < deadline, "w2 did not boot again"
+            time.sleep(1)
+        start_shop_again(W2)
+
+
 def test_an_id_another_user_holds_and_shared_media_not_mounted_are_refused_before_any_change():
     shop, hello = scenario_apps()
     units = W1.check_output("stat -c %Y /etc/systemd/system/scgi-shop.service /etc/systemd/system/scgi-hello.service")

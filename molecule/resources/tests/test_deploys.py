@@ -1,4 +1,4 @@
-"""Deploys nobody notices: a new release of an app goes live under load, and no request fails."""
+"""Deploys nobody notices: new releases of the apps go live under load, and no request fails."""
 
 from __future__ import annotations
 
@@ -6,79 +6,90 @@ import shutil
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from conftest import APPS, HELLO, HOST_NAME, fetch, mount, run_site
+from conftest import APPS, HOST_NAME, fetch, kind, mount, run_site
 
 testinfra_hosts = [HOST_NAME]
-# hello is threaded in the default scenario and prefork (max_requests 3: its
-# processes are replaced all the time) in debian13.
-HELLO_APP = next(app for app in APPS if app["name"] == "hello")
 
-# The load: 8 clients, as many requests as they can, some of them held by the
-# app for a while so that requests are in flight when the restart comes.
-# Bounded: it stops when told, and in any case after LOAD_SECONDS or
-# LOAD_REQUESTS requests.
-CLIENTS = 8
+# The load: 2 clients per app, each sending requests one after the other, as
+# fast as the app answers. Bounded: it stops when told, and in any case after
+# LOAD_SECONDS or LOAD_REQUESTS requests.
+CLIENTS_PER_APP = 2
 LOAD_SECONDS = 300
-LOAD_REQUESTS = 50_000
+LOAD_REQUESTS = 100_000
 
 
-def load(stop: threading.Event) -> list[tuple[float, object, object]]:
-    """Requests to hello through Apache until stop: (time, status or error kind, release) each."""
+def release_path(app: dict[str, Any]) -> str:
+    """A page of the app that says which release served it (release.txt, see the apps)."""
+    return mount(app) + {"django": "echo/", "flask": "sleep", "hello": ""}[kind(app)]
+
+
+def load(stop: threading.Event) -> dict[str, list[tuple[float, object, object]]]:
+    """Requests to every app through Apache until stop: per app, (time, status or error kind, release)."""
     deadline = time.monotonic() + LOAD_SECONDS
-    answers: list[tuple[float, object, object]] = []
-    lock = threading.Lock()
+    answers: dict[str, list[tuple[float, object, object]]] = defaultdict(list)
+    count = 0
 
-    def client(number: int) -> None:
-        path = mount(HELLO_APP) + ("sleep?seconds=0.5" if number == 0 else "")
-        while not stop.is_set() and time.monotonic() < deadline and len(answers) < LOAD_REQUESTS:
+    def client(app: dict[str, Any]) -> None:
+        nonlocal count
+        while not stop.is_set() and time.monotonic() < deadline and count < LOAD_REQUESTS:
             try:
-                resp = fetch(HELLO_APP, path)
+                resp = fetch(app, release_path(app))
                 answer = (time.monotonic(), resp.status, resp.json().get("release") if resp.status == 200 else None)
-            except Exception as error:  # noqa: BLE001 - counted by kind, the test fails on any
+            except Exception as error:  # noqa: BLE001 - counted by kind: the test fails on any
                 answer = (time.monotonic(), type(error).__name__, None)
-            with lock:
-                answers.append(answer)
+            answers[app["name"]].append(answer)
+            count += 1
 
-    with ThreadPoolExecutor(CLIENTS) as pool:
-        for number in range(CLIENTS):
-            pool.submit(client, number)
-    return sorted(answers, key=lambda answer: answer[0])
+    with ThreadPoolExecutor(CLIENTS_PER_APP * len(APPS)) as pool:
+        for app in APPS * CLIENTS_PER_APP:
+            pool.submit(client, app)
+    return {name: sorted(app_answers, key=lambda answer: answer[0]) for name, app_answers in answers.items()}
 
 
-def test_a_code_change_deployed_under_load_fails_no_request(host, tmp_path):
-    code = tmp_path / "hello"
-    shutil.copytree(HELLO, code)
-    release = str(uuid.uuid4())
-    (code / "release.txt").write_text(release + "\n", encoding="utf-8")
-    main_pid = host.check_output("systemctl show --property=MainPID --value scgi-hello.service")
+def main_pids(host) -> list[str]:
+    return [host.check_output(f"systemctl show --property=MainPID --value scgi-{app['name']}.service") for app in APPS]
+
+
+def test_new_releases_deployed_under_load_fail_no_request(host, tmp_path):
+    """Every app of the scenario at once: both methods, the three protocols and mod_scgi."""
+    releases, apps = {}, []
+    for app in APPS:
+        code = tmp_path / app["name"]
+        shutil.copytree(app["source"]["path"], code, ignore=shutil.ignore_patterns("__pycache__", "db.sqlite3"))
+        releases[app["name"]] = uuid.uuid4().hex
+        (code / "release.txt").write_text(releases[app["name"]] + "\n", encoding="utf-8")
+        apps.append({**app, "source": {"path": str(code)}})
+    before = main_pids(host)
 
     stop = threading.Event()
     try:
         with ThreadPoolExecutor(1) as runner:
             loading = runner.submit(load, stop)
             time.sleep(2)  # under load before the deploy starts
-            status, output = run_site(scgi_apps=[{**app, "source": {"path": str(code)}} if app is HELLO_APP else app
-                                                 for app in APPS])
+            status, output = run_site(scgi_apps=apps)
             time.sleep(2)  # and after it
             stop.set()
             answers = loading.result()
     finally:
         stop.set()
-        # The scenario's own release again, for the tests that follow.
+        # The scenario's own releases again, for the tests that follow.
         restored, restore_output = run_site()
         assert restored == 0, restore_output[-3000:]
 
     assert status == 0, output[-3000:]
-    # The deploy did restart hello while the load ran.
-    assert host.check_output("systemctl show --property=MainPID --value scgi-hello.service") != main_pid
-    outcomes = Counter(outcome for _, outcome, _ in answers)
-    assert outcomes == {200: len(answers)}, outcomes
-    assert len(answers) > 100
-    # The answers switch from the old release to the new one, once.
-    releases = [answer_release for _, _, answer_release in answers]
-    assert releases[0] is None and releases[-1] == release
-    switch = releases.index(release)
-    assert set(releases[:switch]) == {None} and set(releases[switch:]) == {release}
+    # The deploy restarted every app while the load ran.
+    assert not set(before) & set(main_pids(host))
+    for app in APPS:
+        app_answers = answers[app["name"]]
+        assert Counter(outcome for _, outcome, _ in app_answers) == {200: len(app_answers)}, app["name"]
+        assert len(app_answers) > 20, app["name"]
+        # The answers switch from the old release to the new one, once.
+        seen = [release for _, _, release in app_answers]
+        new = releases[app["name"]]
+        assert seen[0] is None and seen[-1] == new, app["name"]
+        switch = seen.index(new)
+        assert set(seen[:switch]) == {None} and set(seen[switch:]) == {new}, app["name"]

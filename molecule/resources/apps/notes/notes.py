@@ -16,6 +16,10 @@ from flask import Flask, flash, jsonify, redirect, render_template, request, ses
 app = Flask(__name__)
 app.config.from_prefixed_env()
 
+# The content of release.txt beside this file, if any: the deploy tests tell releases apart by it.
+_release_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), "release.txt")
+RELEASE = open(_release_file).read().strip() if os.path.exists(_release_file) else None
+
 
 @app.get("/")
 def index():
@@ -35,4 +39,4 @@ def add_note():
 def sleep():
     started = time.time()
     time.sleep(float(request.args.get("seconds", "0")))
-    return jsonify(pid=os.getpid(), thread=threading.get_ident(), started=started, ended=time.time())
+    return jsonify(pid=os.getpid(), thread=threading.get_ident(), started=started, ended=time.time(), release=RELEASE)
