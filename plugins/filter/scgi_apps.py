@@ -401,8 +401,11 @@ def _complete(raw: Any, source_root: str | None) -> dict[str, Any]:
     home = f"{HOME_ROOT}/{name}"
     app.update(
         home=home,
+        # Links to the live release's code and virtualenv (pyhost-scgi-release).
         code_dir=f"{home}/code",
         venv_dir=f"{home}/venv",
+        releases_dir=f"{home}/releases",
+        venvs_dir=f"{home}/venvs",
         state_dir=f"{home}/state",
         config_dir=f"{CONFIG_ROOT}/{name}",
         deploy_dir=f"{DEPLOY_ROOT}/{name}",

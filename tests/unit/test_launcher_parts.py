@@ -294,3 +294,30 @@ def test_no_read_timeout_means_no_deadline() -> None:
         peer.sendall(b"x")
         connection.wait_readable()
         assert connection.makefile("rb").read(1) == b"x"
+
+
+def test_a_launcher_on_an_apps_links_is_pinned_to_the_release_they_point_to(tmp_path: Path) -> None:
+    """home/venv -> current/venv, current -> releases/ID: the next deploy swaps current, and a running
+    process must not import the next release's modules."""
+    home = tmp_path / "blog"
+    (home / "releases/r1/code").mkdir(parents=True)
+    (home / "venvs/v1/bin").mkdir(parents=True)
+    (home / "venvs/v1/bin/pyhost-scgi-launcher").write_text("")
+    (home / "releases/r1/venv").symlink_to("../../venvs/v1")
+    (home / "current").symlink_to("releases/r1")
+    (home / "code").symlink_to("current/code")
+    (home / "venv").symlink_to("current/venv")
+    argv = [f"{home}/venv/bin/python", f"{home}/venv/bin/pyhost-scgi-launcher", "--app", "blog.wsgi:app",
+            "--chdir", f"{home}/code", "--script-name", "/blog"]
+    environ = {"PATH": f"{home}/venv/bin:/usr/bin", "PYTHONPATH": f"{home}/code:/etc/scgi/blog",
+               "VIRTUAL_ENV": f"{home}/venv", "LISTEN_FDS": "1"}
+    real = os.path.realpath(home)
+    pinned_argv, pinned_environ = cli.pinned(argv, environ, f"{home}/venv", f"{home}/venv/bin/python")
+    assert pinned_argv == [f"{real}/venvs/v1/bin/python", f"{real}/venvs/v1/bin/pyhost-scgi-launcher", "--app",
+                           "blog.wsgi:app", "--chdir", f"{real}/releases/r1/code", "--script-name", "/blog"]
+    assert pinned_environ == {"PATH": f"{real}/venvs/v1/bin:/usr/bin",
+                              "PYTHONPATH": f"{real}/releases/r1/code:/etc/scgi/blog",
+                              "VIRTUAL_ENV": f"{real}/venvs/v1", "LISTEN_FDS": "1"}
+    # Started again on those, it is where it should be: no second start.
+    assert cli.pinned(pinned_argv, pinned_environ, f"{real}/venvs/v1",
+                      f"{real}/venvs/v1/bin/python") == (pinned_argv, pinned_environ)

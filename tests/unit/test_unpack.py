@@ -100,14 +100,27 @@ def test_a_refused_archive_fails_the_command_naming_the_app_and_the_member(tmp_p
     assert not code.exists()
 
 
-def test_static_source_must_be_a_real_directory_inside_the_code(tmp_path):
-    path = archive(tmp_path, member("public/app.css"), member("everything", tarfile.SYMTYPE, link="."))
-    code = tmp_path / "code.new"
-    unpack.extract(path, str(code))
-    for source in ("everything", "public/app.css", "missing"):
-        with pytest.raises(unpack.Refused, match=f"static.source '{source}' is not a directory inside the code"):
-            unpack.publish_static("blog", str(code), source, str(tmp_path / "static"), "www-data")
-    assert not (tmp_path / "static.new").exists()
+@pytest.fixture
+def main_umask():
+    """The umask main sets."""
+    old = os.umask(0o027)
+    yield
+    os.umask(old)
+
+
+def test_a_release_is_unpacked_once_whole_and_compiled(tmp_path, main_umask):
+    path = archive(tmp_path, member("./app/wsgi.py", data=b"application = None\n"))
+    (tmp_path / "home/releases").mkdir(parents=True)
+    code = tmp_path / "home/releases/0123/code"
+    assert unpack.unpack_release(path, str(code), grp.getgrgid(os.getgid()).gr_name) == "unpacked"
+    assert (code / "app/wsgi.py").read_bytes() == b"application = None\n"
+    assert list((code / "app/__pycache__").iterdir())
+    assert stat.S_IMODE(os.stat(code.parent).st_mode) == 0o711
+    assert not (code.parent / "code.new").exists()
+    # A release that is there stays as it is: its processes may be running on it.
+    (code / "app/wsgi.py").chmod(0o600)
+    assert unpack.unpack_release(path, str(code), grp.getgrgid(os.getgid()).gr_name) == "unchanged"
+    assert stat.S_IMODE(os.stat(code / "app/wsgi.py").st_mode) == 0o600
 
 
 def test_a_workers_static_files_come_out_on_a_front_end_readable_by_apache_and_uncompiled(tmp_path):

@@ -196,11 +196,15 @@ def test_a_login_made_on_one_worker_is_valid_on_the_other():
 
 def run_site(scgi_apps: list, **extra_vars: object) -> tuple[int, str]:
     """Run the collection's site.yml on the scenario's hosts with another scgi_apps (and more extra vars)."""
+    return run_playbook("site.yml", scgi_apps=scgi_apps, **extra_vars)
+
+
+def run_playbook(playbook: str, **extra_vars: object) -> tuple[int, str]:
+    """Run one of the collection's playbooks on the scenario's hosts with extra vars."""
     project = os.environ["MOLECULE_PROJECT_DIRECTORY"]
     result = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-         "-e", json.dumps({"scgi_apps": scgi_apps, **extra_vars}),
-         f"{project}/site.yml"],
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "-e", json.dumps(extra_vars),
+         f"{project}/{playbook}"],
         capture_output=True, text=True, timeout=900,
         env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": f"{project}/collections", "ANSIBLE_FORCE_COLOR": "0"})
     return result.returncode, result.stdout + result.stderr
@@ -242,6 +246,20 @@ def unit_time(host, prop: str) -> int:
     return int(host.check_output(f"systemctl show --property={prop}Monotonic --value scgi-shop.service"))
 
 
+def under_load(action):
+    """Run action() (a playbook run) with 6 clients on the shop and 2 on hello: its result and the answers."""
+    stop = threading.Event()
+    with ThreadPoolExecutor(1) as runner:
+        loading = runner.submit(load, [("shop.test", "/echo/")] * 6 + [("hello.test", "/")] * 2, stop)
+        try:
+            time.sleep(2)
+            result = action()
+            time.sleep(2)
+        finally:
+            stop.set()
+        return result, loading.result()
+
+
 def test_a_rolling_deploy_under_load_fails_no_request_and_restarts_one_worker_at_a_time(tmp_path):
     shop, hello = scenario_apps()
     releases = {}
@@ -251,14 +269,7 @@ def test_a_rolling_deploy_under_load_fails_no_request_and_restarts_one_worker_at
         releases[app["name"]] = uuid.uuid4().hex
         (code / "release.txt").write_text(releases[app["name"]] + "\n")
         app["source"] = {"path": str(code)}
-    stop = threading.Event()
-    with ThreadPoolExecutor(1) as runner:
-        loading = runner.submit(load, [("shop.test", "/echo/")] * 6 + [("hello.test", "/")] * 2, stop)
-        time.sleep(2)
-        rc, output = run_site([shop, hello], scgi_rolling_batch=1)
-        time.sleep(2)
-        stop.set()
-        answers = loading.result()
+    (rc, output), answers = under_load(lambda: run_site([shop, hello], scgi_rolling_batch=1))
     assert rc == 0, output[-6000:]
     assert Counter(status for _, status, _, _ in answers) == {200: len(answers)}
     assert len(answers) > 100
@@ -270,6 +281,20 @@ def test_a_rolling_deploy_under_load_fails_no_request_and_restarts_one_worker_at
     served = {(body["host"], body["release"]) for _, body in through_front_end("shop.test", "/echo/", 20, 4)}
     assert served == {(name, releases["shop"]) for name in WORKERS}, output[-8000:]
     assert W1.run("nft list set inet pyhost_scgi draining").stdout.count("elements") == 0
+
+
+def test_a_rolling_rollback_under_load_fails_no_request_and_puts_the_scenarios_release_back():
+    """After the rolling deploy above: its releases go, the scenario's (which has no release.txt) come back."""
+    (rc, output), answers = under_load(lambda: run_playbook("rollback.yml", app="shop,hello", scgi_rolling_batch=1))
+    assert rc == 0, output[-6000:]
+    assert Counter(status for _, status, _, _ in answers) == {200: len(answers)}
+    assert len(answers) > 100
+    for worker in WORKERS.values():
+        assert not worker.file("/srv/scgi/shop/code/release.txt").exists
+    assert not W1.file("/srv/scgi/hello/code/release.txt").exists
+    assert unit_time(W2, "ActiveExitTimestamp") > unit_time(W1, "ActiveEnterTimestamp")
+    served = {(body["host"], body["release"]) for _, body in through_front_end("shop.test", "/echo/", 20, 4)}
+    assert served == {(name, None) for name in WORKERS}, output[-8000:]
 
 
 def test_a_killed_worker_costs_at_most_the_requests_in_flight_on_it():

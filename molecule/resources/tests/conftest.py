@@ -42,10 +42,15 @@ SHARED_SITES = [
 def run_site(cli_args: Sequence[str] = (), **extra_vars: Any) -> tuple[int, str]:
     """Run the collection's site.yml on this scenario's host with extra vars (and more ansible-playbook
     arguments, such as --check); return status and output."""
+    return run_playbook("site.yml", cli_args, **extra_vars)
+
+
+def run_playbook(playbook: str, cli_args: Sequence[str] = (), **extra_vars: Any) -> tuple[int, str]:
+    """Run one of the collection's playbooks (site.yml, rollback.yml) as run_site does."""
     project = os.environ["MOLECULE_PROJECT_DIRECTORY"]
     result = subprocess.run(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "-e", json.dumps(extra_vars),
-         *cli_args, f"{project}/site.yml"],
+         *cli_args, f"{project}/{playbook}"],
         capture_output=True, text=True, timeout=900,
         env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": f"{project}/collections", "ANSIBLE_FORCE_COLOR": "0"},
     )

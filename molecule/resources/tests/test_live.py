@@ -389,7 +389,9 @@ def processes(host) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("app", APPS, ids=ids(APPS))
 def test_every_worker_process_runs_as_the_app_user(host, app):
     fetch(app, probe_path(app))
-    workers = [proc for proc in processes(host) if f"--chdir /srv/scgi/{app['name']}/code " in proc["args"]]
+    # Started on the links, each runs on the real paths of the live release (the launcher pins them).
+    live = host.file(f"/srv/scgi/{app['name']}/current").linked_to
+    workers = [proc for proc in processes(host) if f"--chdir {live}/code " in proc["args"]]
     assert workers, f"no worker process of {app['name']}"
     assert {proc["user"] for proc in workers} == {app["name"]}
     user = host.user(app["name"])
@@ -400,10 +402,17 @@ def test_every_worker_process_runs_as_the_app_user(host, app):
 @pytest.mark.parametrize("app", APPS, ids=ids(APPS))
 def test_layout_owners_and_modes(host, app):
     name, home = app["name"], f"/srv/scgi/{app['name']}"
+    live = host.file(f"{home}/current").linked_to
+    assert live.startswith(f"{home}/releases/")
+    assert host.file(f"{home}/code").linked_to == f"{live}/code"
+    assert host.file(f"{home}/venv").linked_to.startswith(f"{home}/venvs/")
     expected = {
         home: ("root", "root", 0o711),
-        f"{home}/code": ("root", name, 0o750),
-        f"{home}/venv": (name, name, 0o750),
+        f"{home}/releases": ("root", "root", 0o711),
+        f"{home}/venvs": ("root", "root", 0o711),
+        live: ("root", "root", 0o711),
+        f"{live}/code": ("root", name, 0o750),
+        host.file(f"{home}/venv").linked_to: (name, name, 0o750),
         f"{home}/state": (name, name, 0o750),
         f"{home}/static": (name, WEB_GROUP, 0o2750),
         f"{home}/media": (name, WEB_GROUP, 0o2750),
@@ -514,15 +523,24 @@ def test_apache_reads_static_and_media_only(host, app):
 
 @pytest.mark.parametrize("app", APPS[:2], ids=ids(APPS[:2]))
 def test_an_app_can_plant_nothing_where_root_deploys(host, app):
-    """Root unpacks, swaps and chowns in the app's home and code; the app can create, replace or
-    change nothing there, so no link it plants (state -> /root, code.new -> /etc/cron.d) is ever followed."""
+    """Root unpacks, swaps links and chowns in the app's home, releases and code; the app can create, replace
+    or change nothing there, so no link it plants (state -> /root, code.new -> /etc/cron.d) is ever followed,
+    and it cannot choose the release that runs."""
     name, home = app["name"], f"/srv/scgi/{app['name']}"
-    code_file = host.check_output(f"find {home}/code -maxdepth 1 -type f -name '*.py' -print -quit")
+    code_file = host.check_output(f"find {home}/code/ -maxdepth 1 -type f -name '*.py' -print -quit")
+    live = host.file(f"{home}/current").linked_to
+    venv = host.file(f"{home}/venv").linked_to
     attempts = [
         f"ln -s /etc/cron.d {home}/code.new",
         f"ln -s /root {home}/static.new",
         f"mv {home}/state {home}/state.moved",
         f"mv {home}/venv {home}/venv.moved",
+        f"ln -sfn /tmp {home}/current",
+        f"ln -s /etc/cron.d {home}/releases/0123456789abcdef",
+        f"ln -sfn /tmp {live}/venv",
+        f"touch {home}/releases/history",
+        f"mv {venv} {venv}.moved",
+        f"ln -s /root {venv}.ready",
         f"touch {home}/code/planted.py",
         f"rm -f {code_file}",
         f"chmod o+r {code_file}",

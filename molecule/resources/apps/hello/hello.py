@@ -24,7 +24,7 @@ _served = itertools.count(1)
 
 
 def _start_as_told():
-    control = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "state", "start-control")
+    control = os.path.join(os.environ.get("STATE_DIRECTORY", "/nonexistent"), "start-control")
     try:
         with open(control, encoding="utf-8") as told:
             words = told.read().split()

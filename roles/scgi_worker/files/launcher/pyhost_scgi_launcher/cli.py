@@ -381,7 +381,52 @@ def serve_unavailable(
     reexecute(sock, notifier, environment, attempt)
 
 
+def pinned(
+    argv: list[str], environ: dict[str, str], prefix: str, executable: str
+) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of this launcher on the real paths of its release.
+
+    An app's code and virtualenv are reached through links to its live
+    release (HOME/code -> current/code, current -> releases/ID), which a
+    deploy swaps to the next release before it restarts the app. A process
+    started on the links would import, whenever it first needs a module, the
+    release that replaced its own. So the interpreter, this launcher, its
+    --chdir and the app's search paths are pinned to what the links point to
+    now, for the life of the process: those below the app's home (the
+    parent of the virtualenv's link)."""
+    home = os.path.dirname(prefix) + "/"
+
+    def real(path: str) -> str:
+        return os.path.realpath(path) if path.startswith(home) else path
+
+    real_prefix = os.path.realpath(prefix)
+    if real_prefix != prefix and executable.startswith(prefix + "/"):
+        executable = real_prefix + executable[len(prefix):]
+    pinned_argv = [executable]
+    for index, arg in enumerate(argv[1:], 1):
+        if arg.startswith("--chdir="):
+            arg = "--chdir=" + real(arg[len("--chdir="):])
+        elif argv[index - 1] == "--chdir" or index == 1:
+            arg = real(arg)
+        pinned_argv.append(arg)
+    pinned_environ = dict(environ)
+    for key in ("PATH", "PYTHONPATH", "VIRTUAL_ENV"):
+        if environ.get(key):
+            pinned_environ[key] = ":".join(real(entry) for entry in environ[key].split(":"))
+    return pinned_argv, pinned_environ
+
+
+def pin_release() -> None:
+    """Start again on the real paths of the release (see pinned), unless already there."""
+    if sys.prefix == sys.base_prefix:  # not in a virtualenv: not an app's service
+        return
+    argv, environ = pinned(sys.orig_argv, dict(os.environ), sys.prefix, sys.executable)
+    if argv[0] != sys.executable or argv[1:] != sys.orig_argv[1:] or environ != dict(os.environ):
+        os.execve(argv[0], argv, environ)
+
+
 def main() -> None:
+    pin_release()
     try:
         sys.exit(run())
     except LauncherError as exc:
