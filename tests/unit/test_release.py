@@ -52,22 +52,27 @@ def test_activate_swaps_the_links_and_keeps_the_newest_releases_and_their_venvs(
     assert sorted(os.listdir(home / "releases")) == ["history", "r2", "r3", "r4"]
     assert sorted(os.listdir(home / "venvs")) == ["v2", "v2.ready", "v3", "v3.ready", "v4", "v4.ready"]
     assert (home / "releases/history").read_text() == "r2\nr3\nr4\n"
-    # The same release again: nothing to do.
+    # The same release again: nothing to do, nothing written.
+    written = (home / "releases/history").stat().st_mtime_ns
     assert release.main(["activate", "blog", str(home), "r4", "3"]) == 0
     assert capsys.readouterr().out == "unchanged\n"
+    assert (home / "releases/history").stat().st_mtime_ns == written
 
 
-def test_check_mode_changes_nothing(home: Path, capsys) -> None:
-    make_release(home, "r1")
-    assert release.main(["activate", "--check", "blog", str(home), "r1", "3"]) == 0
-    assert capsys.readouterr().out == "changed\n"
-    assert not os.path.lexists(home / "current")
+def test_keeping_one_release_keeps_the_one_still_running_until_the_next_deploy(home: Path) -> None:
+    for number in (1, 2, 3):
+        make_release(home, f"r{number}", venv=f"v{number}")
+        release.activate("blog", str(home), f"r{number}", 1, [])
+        assert (home / "releases/history").read_text() == f"r{number}\n"
+    # r2's processes run until the restart that follows: r2 and its virtualenv are still there; r1 went.
+    assert sorted(os.listdir(home / "releases")) == ["history", "r2", "r3"]
+    assert sorted(os.listdir(home / "venvs")) == ["v2", "v2.ready", "v3", "v3.ready"]
 
 
 def test_rollback_puts_the_release_before_back_and_forgets_the_current_one(home: Path, capsys) -> None:
     for number in (1, 2, 3):
         make_release(home, f"r{number}")
-        release.activate("blog", str(home), f"r{number}", 3, [], False)
+        release.activate("blog", str(home), f"r{number}", 3, [])
     assert release.main(["rollback", "--check", "blog", str(home)]) == 0
     assert capsys.readouterr().out == "changed r2\n"
     assert served(home) == "r3"
@@ -76,7 +81,7 @@ def test_rollback_puts_the_release_before_back_and_forgets_the_current_one(home:
     assert served(home) == "r2"
     assert (home / "releases/history").read_text() == "r1\nr2\n"
     # Deployed again, r3 is still there: no unpacking, no pip.
-    release.activate("blog", str(home), "r3", 3, [], False)
+    release.activate("blog", str(home), "r3", 3, [])
     assert served(home) == "r3"
     assert (home / "releases/history").read_text() == "r1\nr2\nr3\n"
     assert release.rollback("blog", str(home), [], False) == "changed r2"
@@ -88,7 +93,7 @@ def test_rollback_puts_the_release_before_back_and_forgets_the_current_one(home:
 
 def test_a_release_whose_venv_is_not_ready_never_goes_live(home: Path, capsys) -> None:
     make_release(home, "r1")
-    release.activate("blog", str(home), "r1", 3, [], False)
+    release.activate("blog", str(home), "r1", 3, [])
     (home / "releases/r2/code").mkdir(parents=True)
     assert release.main(["activate", "blog", str(home), "r2", "3"]) == 1
     assert "app blog: release r2 has no virtualenv ready" in capsys.readouterr().err
@@ -100,7 +105,7 @@ def test_the_directories_of_the_layout_before_releases_make_way_for_the_links(ho
     (home / "code/old.py").write_text("")
     (home / "venv/bin").mkdir(parents=True)
     make_release(home, "r1")
-    release.activate("blog", str(home), "r1", 3, [], False)
+    release.activate("blog", str(home), "r1", 3, [])
     assert served(home) == "r1"
     assert os.readlink(home / "code") == "current/code"
 
@@ -111,7 +116,7 @@ def test_activate_and_rollback_publish_the_static_files_of_the_release_going_liv
     static = ["public", str(home / "static"), group]
     for number in (1, 2):
         make_release(home, f"r{number}", static=True)
-        release.activate(user, str(home), f"r{number}", 3, static, False)
+        release.activate(user, str(home), f"r{number}", 3, static)
         assert (home / "static/site.css").read_text() == f"r{number}"
     release.rollback(user, str(home), static, False)
     assert (home / "static/site.css").read_text() == "r1"
