@@ -6,6 +6,7 @@ tested in test_launcher*.py."""
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import os
 import socket
@@ -321,3 +322,43 @@ def test_a_launcher_on_an_apps_links_is_pinned_to_the_release_they_point_to(tmp_
     # Started again on those, it is where it should be: no second start.
     assert cli.pinned(pinned_argv, pinned_environ, f"{real}/venvs/v1",
                       f"{real}/venvs/v1/bin/python") == (pinned_argv, pinned_environ)
+
+
+def test_a_prefork_parent_freezes_what_it_imported_before_forking() -> None:
+    """Frozen objects are never scanned by a child's cycle collector: their pages stay shared."""
+    try:
+        pools.PreforkPool.share_with_children()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+def test_an_scgi_request_is_read_in_one_recv_and_its_body_follows_through_makefile() -> None:
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        peer.sendall(b"24:CONTENT_LENGTH\x005\x00SCGI\x001\x00,hello")
+        recvs = []
+        real = DeadlineRecorder(ours, recvs)
+        connection = deadline.DeadlineSocket(real, 5, read_ahead=16384)  # type: ignore[arg-type]
+        size = b""
+        while (char := connection.recv(1)) != b":":
+            size += char
+        assert connection.recv(int(size)) == b"CONTENT_LENGTH\x005\x00SCGI\x001\x00"
+        assert connection.recv(1) == b","
+        connection.setblocking(True)
+        assert connection.makefile("rb").read(5) == b"hello"
+        assert recvs == [16384]
+
+
+class DeadlineRecorder:
+    """A socket that records the sizes its recv() is asked for."""
+
+    def __init__(self, sock: socket.socket, sizes: list[int]) -> None:
+        self._sock, self._sizes = sock, sizes
+
+    def recv(self, size: int, flags: int = 0) -> bytes:
+        self._sizes.append(size)
+        return self._sock.recv(size, flags)
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)

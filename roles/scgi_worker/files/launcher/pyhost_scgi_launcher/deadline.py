@@ -29,14 +29,23 @@ class DeadlineSocket:
 
     Only reads are bounded: once the request has arrived, the app may take
     as long as it needs to answer. flup reads with recv() and through
-    makefile(); both come here. Everything else goes to the socket itself."""
+    makefile(); both come here. Everything else goes to the socket itself.
 
-    def __init__(self, sock: socket.socket, seconds: float) -> None:
+    With read_ahead, a small read takes up to that many bytes at once and
+    serves the next reads from them: flup reads an SCGI request's length one
+    byte per recv(). Only for a protocol whose reader never waits on the
+    socket itself (select() would not see the bytes read ahead)."""
+
+    def __init__(self, sock: socket.socket, seconds: float, read_ahead: int = 0) -> None:
         self._sock = sock
         self._seconds = seconds
         self._deadline = time.monotonic() + seconds if seconds else float("inf")
         self._io_refs = 0
         self._warned = False
+        self._read_ahead = read_ahead
+        self._ahead = b""
+        # The socket's timeout as last set: setting it costs two fcntl() calls, and each write sets None.
+        self._timeout = sock.gettimeout()
 
     def _too_slow(self) -> RequestTooSlow:
         if not self._warned:
@@ -54,10 +63,20 @@ class DeadlineSocket:
         return left
 
     def _before_read(self) -> None:
-        self._sock.settimeout(self._left())
+        self.settimeout(self._left())
+
+    def settimeout(self, value: float | None) -> None:
+        if value != self._timeout:
+            self._sock.settimeout(value)
+            self._timeout = value
+
+    def setblocking(self, flag: bool) -> None:
+        self.settimeout(None if flag else 0.0)
 
     def wait_readable(self) -> None:
         """Wait until there is something to read, at most until the deadline."""
+        if self._ahead:
+            return
         try:
             readable, _, _ = select.select([self._sock], [], [], self._left())
         except ValueError:  # a closed socket
@@ -70,19 +89,31 @@ class DeadlineSocket:
         wait at most CLOSE_DRAIN for the peer to close its end."""
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_WR)
-            self._sock.settimeout(CLOSE_DRAIN)
+            self.settimeout(CLOSE_DRAIN)
             while self._sock.recv(65536):
                 pass
         self._sock.close()
 
     def recv(self, size: int, flags: int = 0) -> bytes:
+        if self._ahead and not flags:
+            data, self._ahead = self._ahead[:size], self._ahead[size:]
+            return data
         self._before_read()
         try:
+            if self._read_ahead > size and not flags:
+                data = self._sock.recv(self._read_ahead)
+                data, self._ahead = data[:size], data[size:]
+                return data
             return self._sock.recv(size, flags)
         except TimeoutError:
             raise self._too_slow() from None
 
     def recv_into(self, buffer: Any, size: int = 0, flags: int = 0) -> int:
+        if self._ahead and not flags:
+            view = memoryview(buffer).cast("B")
+            count = min(len(self._ahead), size or len(view), len(view))
+            view[:count], self._ahead = self._ahead[:count], self._ahead[count:]
+            return count
         self._before_read()
         try:
             return self._sock.recv_into(buffer, size, flags)
@@ -90,11 +121,11 @@ class DeadlineSocket:
             raise self._too_slow() from None
 
     def send(self, data: Any, flags: int = 0) -> int:
-        self._sock.settimeout(None)
+        self.settimeout(None)
         return self._sock.send(data, flags)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
-        self._sock.settimeout(None)
+        self.settimeout(None)
         self._sock.sendall(data, flags)
 
     def makefile(self, mode: str = "r", buffering: int | None = None) -> Any:
@@ -115,10 +146,15 @@ class DeadlineSocket:
 
 class ReadDeadline:
     """A flup connection that gives its peer the server's read_timeout
-    (--read-timeout) seconds to send the request."""
+    (--read-timeout) seconds to send the request (and reads ahead
+    read_ahead bytes, see DeadlineSocket)."""
+
+    read_ahead = 0
 
     def __init__(self, sock: socket.socket, addr: Any, server: Any, timeout: Any) -> None:
-        super().__init__(DeadlineSocket(sock, server.read_timeout), addr, server, timeout)  # type: ignore[call-arg]
+        super().__init__(  # type: ignore[call-arg]
+            DeadlineSocket(sock, server.read_timeout, self.read_ahead), addr, server, timeout
+        )
 
     def run(self) -> None:
         # flup ends a connection quietly on EOFError where it reads; this is

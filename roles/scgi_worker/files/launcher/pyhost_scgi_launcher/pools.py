@@ -19,6 +19,7 @@ broken:
 from __future__ import annotations
 
 import contextlib
+import gc
 import ipaddress
 import os
 import select
@@ -231,8 +232,20 @@ class PreforkPool(PoolServer):
     def _request_recycle(self, signum: int, frame: Any) -> None:
         self._recycle_requested = True
 
+    @staticmethod
+    def share_with_children() -> None:
+        """Keep the imported app's memory shared with the children forked from here.
+
+        A page that a child only reads stays the parent's; but the cycle
+        collector writes to every object it scans (its header), and a child
+        that scans the app's objects copies their pages. Frozen, they are
+        never scanned again."""
+        gc.collect()
+        gc.freeze()
+
     def _accept_loop(self, sock: socket.socket) -> None:
         self._to_recycle: set[int] = set()
+        self.share_with_children()
         while not self._stop_requested:
             while len(self._children) < self._maxSpare:
                 if not self._spawnChild(sock):  # type: ignore[attr-defined]

@@ -40,7 +40,8 @@ from pyhost_scgi_launcher.protocols import (
 
 
 class ScgiConnection(ReadDeadline, scgi_base.Connection):
-    pass
+    # A whole GET request in one recv() instead of one per digit of its length, and four more.
+    read_ahead = 16384
 
 
 class FastCGIConnection(FastCGIConnectionFixes, ReadDeadline, fcgi_base.Connection):
