@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from conftest import APPS, HOST_NAME, fetch, kind, mount, run_playbook, run_site
+from conftest import APPS, HELLO, HOST_NAME, fetch, kind, mount, run_playbook, run_site
 
 testinfra_hosts = [HOST_NAME]
 
@@ -143,3 +143,26 @@ def test_releases_beyond_three_are_removed_and_an_unknown_app_is_not_rolled_back
     assert status != 0
     assert "rollback.yml rolls back apps: -e app=NAME[,NAME...], each one of" in output
     assert main_pids(host) == before
+
+
+def test_an_app_without_an_earlier_release_fails_the_rollback_and_the_others_still_roll_back(host, tmp_path):
+    """solo has one release here, duo two: duo goes back and restarts, solo fails the run, naming itself."""
+    second = tmp_path / "hello"
+    shutil.copytree(HELLO, second, ignore=shutil.ignore_patterns("__pycache__"))
+    (second / "release.txt").write_text("second\n", encoding="utf-8")
+    solo = {"name": "solo", "server_name": "solo.test", "source": {"path": HELLO}, "wsgi": "hello:application"}
+    duo = {**solo, "name": "duo", "server_name": "duo.test"}
+    try:
+        for duo_source in (HELLO, str(second)):
+            apps = [*APPS, solo, {**duo, "source": {"path": duo_source}}]
+            status, output = run_site(scgi_apps=apps)
+            assert status == 0, output[-3000:]
+        assert fetch(duo, "/").json()["release"] == "second"
+        status, output = run_playbook("rollback.yml", app="solo,duo", scgi_apps=apps)
+        assert status != 0
+        assert "app solo: no release before the live one" in output, output[-3000:]
+        assert fetch(duo, "/").json()["release"] is None  # restarted on the release before
+    finally:
+        status, output = run_site(scgi_apps=[*APPS, {"name": "solo", "state": "absent"},
+                                             {"name": "duo", "state": "absent"}])
+        assert status == 0, output[-3000:]
