@@ -46,14 +46,22 @@ images:
 
 # The scenarios run at the same time, each in its own container, their lines
 # prefixed with the scenario's name: most of their time is spent waiting on
-# Ansible round trips and on the apps, not on the two cores.
+# Ansible round trips and on the apps, not on the two cores. When one fails,
+# what failed is repeated last (a CI log is read from its end), from
+# .cache/molecule-SCENARIO.log.
 molecule: venv images
 	export PYHOST_IMAGE_BOOKWORM=$$(cat .cache/image-bookworm) PYHOST_IMAGE_TRIXIE=$$(cat .cache/image-trixie); \
 	pids=(); \
 	for scenario in $(SCENARIO); do \
-	    (molecule test -s $$scenario 2>&1 | sed -u "s/^/[$$scenario] /") & pids+=($$!); \
+	    (molecule test -s $$scenario 2>&1 | sed -u "s/^/[$$scenario] /" | tee .cache/molecule-$$scenario.log) & pids+=($$!); \
 	done; \
 	status=0; for pid in "$${pids[@]}"; do wait $$pid || status=1; done; \
+	if [ $$status != 0 ]; then \
+	    echo "== what failed (whole logs: .cache/molecule-*.log) =="; \
+	    for scenario in $(SCENARIO); do \
+	        grep -E '^\[[a-z0-9]+\] (E  |fatal: |FAILED [^-])' .cache/molecule-$$scenario.log | cut -c1-300 | tail -n 12 || true; \
+	    done; \
+	fi; \
 	exit $$status
 
 test: lint unit molecule
