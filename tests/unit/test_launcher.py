@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -17,6 +18,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator
@@ -298,6 +300,32 @@ def test_prefork_grows_to_max_children(launch, workdir: Path, protocol: str) -> 
     results = rendezvous(launcher.request, workdir, n=4, timeout=TIMEOUT)
     assert all(r["met"] for r in results)
     assert len({r["pid"] for r in results}) == 4
+
+
+def context_switches(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+    return sum(int(count) for count in re.findall(r"^(?:non)?voluntary_ctxt_switches:\s+(\d+)$", status, re.M))
+
+
+def test_prefork_requests_do_not_wake_the_parent(launch) -> None:
+    """flup's children wrote to the parent twice per request, waking it each time; here it wakes for
+    signals, growth, and once a second to shrink the pool."""
+    launcher = launch("echo", "--max-children", "4")
+    launcher.request("/")
+    before, started = context_switches(launcher.proc.pid), time.monotonic()
+    for _ in range(300):
+        launcher.request("/")
+    assert context_switches(launcher.proc.pid) - before <= 10 + 2 * (time.monotonic() - started)
+
+
+def test_an_idle_prefork_pool_shrinks_back_to_its_spares(launch, workdir: Path) -> None:
+    launcher = launch("rendezvous", "--max-children", "4")
+    assert all(r["met"] for r in rendezvous(launcher.request, workdir, n=4, timeout=TIMEOUT))
+    assert len(child_pids(launcher.proc.pid)) == 4
+    # One process retired a second, down to the 2 idle spares.
+    wait_until(lambda: len(child_pids(launcher.proc.pid)) == 2, message="2 spare workers")
+    time.sleep(1.5)
+    assert len(child_pids(launcher.proc.pid)) == 2
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

@@ -10,6 +10,9 @@ broken:
   compared with the str ``'\\x00'``) and the SIGUSR1 purge sent a str;
 * a forked child left with ``sys.exit()``, unwinding through the parent's
   frames and running the parent's cleanup;
+* each prefork request cost two writes to the parent and woke it twice, and
+  every idle child woke up for each connection (now: a shared scoreboard, and
+  EPOLLEXCLUSIVE);
 * flup's thread pool counted a thread idle until it had picked up its job;
 * which TCP peers may connect differed by protocol and method (SCGI threaded:
   127.0.0.1 only, SCGI prefork: anyone, FastCGI: an environment variable):
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import mmap
 import ipaddress
 import os
 import select
@@ -44,9 +48,14 @@ IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 # The TCP peers admitted when --allow-peer is not given: this host's loopback.
 LOOPBACK_PEERS: tuple[IPAddress, ...] = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 
-# Idle prefork processes kept ready; the pool grows to --max-children on demand.
+# Idle prefork processes kept ready; the pool grows to --max-children on demand
+# and, idle, shrinks back by one process every PREFORK_SHRINK_INTERVAL seconds.
 PREFORK_MIN_SPARE = 1
 PREFORK_MAX_SPARE = 2
+PREFORK_SHRINK_INTERVAL = 1.0
+
+# The states of a prefork scoreboard slot.
+EMPTY, IDLE, BUSY = 0, 1, 2
 
 
 class PoolServer:
@@ -141,8 +150,7 @@ class PoolServer:
             signal.setitimer(signal.ITIMER_REAL, 0)
             self._restoreSignalHandlers()
 
-    # Named like flup's methods on purpose: flup's prefork child calls
-    # _restoreSignalHandlers() right after fork().
+    # Named like flup's methods, which they replace.
     def _installSignalHandlers(self) -> None:
         # Handlers only set flags; the wakeup socket makes select() return at
         # once instead of being silently restarted (PEP 475).
@@ -199,15 +207,22 @@ class PoolServer:
 
 
 class PreforkPool(PoolServer):
-    """flup's PreforkServer main loop, rewritten where it was broken.
+    """flup's PreforkServer main loop, rewritten where it was broken and where
+    it cost time on every request.
 
-    The parent only manages children; they accept connections themselves.
+    The parent only manages children; they accept connections themselves. In
+    flup, a child told the parent by a socket write that it took a request and
+    another that it was free again: two system calls and two wake-ups of the
+    parent per request. Here each child marks its slot of a scoreboard, memory
+    shared with the parent, and writes to the parent only when the pool must
+    grow. The parent retires one idle process beyond the spares a second.
     """
 
     _children: dict[int, dict[str, Any]]
     _minSpare: int
     _maxSpare: int
     _maxChildren: int
+    _maxRequests: int
     _recycle_requested = False
 
     @staticmethod
@@ -244,67 +259,93 @@ class PreforkPool(PoolServer):
         gc.freeze()
 
     def _accept_loop(self, sock: socket.socket) -> None:
-        self._to_recycle: set[int] = set()
+        # One byte per process slot (EMPTY, IDLE, BUSY): an anonymous mapping is shared across fork().
+        self._board = mmap.mmap(-1, self._maxChildren)
+        self._last_shrink = time.monotonic()
         self.share_with_children()
         while not self._stop_requested:
-            while len(self._children) < self._maxSpare:
-                if not self._spawnChild(sock):  # type: ignore[attr-defined]
-                    break
-            for channel in self._wait(self._channels()):
-                self._read_state(channel)
-            self._reapChildren()  # type: ignore[attr-defined]
             self._balance(sock)
+            for channel in self._wait(self._channels(), PREFORK_SHRINK_INTERVAL):
+                self._read_notices(channel)
+            self._reapChildren()
 
     def _channels(self) -> list[socket.socket]:
-        return [
-            child["file"]
-            for child in self._children.values()
-            if child["file"] is not None
-        ]
+        return [child["file"] for child in self._children.values() if child["file"] is not None]
 
-    def _read_state(self, channel: socket.socket) -> None:
-        pid = next(
-            pid for pid, child in self._children.items() if child["file"] is channel
-        )
+    def _read_notices(self, channel: socket.socket) -> None:
+        """A child asked for more processes (the next _balance() sees why), or has exited."""
         try:
-            states = channel.recv(64)
+            if channel.recv(64):
+                return
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            states = b""
-        if states:
-            # A child sends b"\x00" when it takes a request and b"\xff" when it is
-            # free again; flup compared these bytes with a str, so every child
-            # looked free and the pool never grew. Only the latest state counts.
-            self._children[pid]["avail"] = states[-1:] != b"\x00"
-        else:
-            self._retire(pid)  # the child has exited
+            pass
+        self._retire(next(pid for pid, child in self._children.items() if child["file"] is channel))
 
     def _retire(self, pid: int) -> None:
         """Close the channel to a child: an idle child exits at once, a busy
-        one after its current request (its next status write fails)."""
+        one after its current request."""
         child = self._children[pid]
         if child["file"] is not None:
             child["file"].close()
             child["file"] = None
-        child["avail"] = False
 
     def _balance(self, sock: socket.socket) -> None:
         if self._recycle_requested:
             self._recycle_requested = False
-            self._to_recycle = set(self._children)
-        self._to_recycle &= self._children.keys()
-        idle = sorted(pid for pid, child in self._children.items() if child["avail"])
-        leaving = {pid for pid in idle if pid in self._to_recycle} | set(
-            idle[self._maxSpare :]
+            for pid in list(self._children):
+                self._retire(pid)
+        idle = sorted(
+            pid
+            for pid, child in self._children.items()
+            if child["file"] is not None and self._board[child["slot"]] == IDLE
         )
-        for pid in leaving:
-            self._retire(pid)
-        available = len(idle) - len(leaving)
-        while available < self._minSpare and len(self._children) < self._maxChildren:
-            if not self._spawnChild(sock):  # type: ignore[attr-defined]
-                break
-            available += 1
+        now = time.monotonic()
+        if len(idle) > self._maxSpare and now - self._last_shrink >= PREFORK_SHRINK_INTERVAL:
+            self._retire(idle.pop())
+            self._last_shrink = now
+        if len(idle) < self._minSpare:
+            for _ in range(self._maxSpare - len(idle)):
+                if not self._spawn(sock):
+                    break
+
+    def _spawn(self, sock: socket.socket) -> bool:
+        """Start a child in a free slot; False if there is none or fork() failed."""
+        slot = self._board.find(bytes([EMPTY]))
+        if slot < 0:
+            return False
+        to_child, to_parent = socket.socketpair()
+        self._board[slot] = IDLE
+        try:
+            pid = os.fork()
+        except OSError as error:
+            to_child.close()
+            to_parent.close()
+            self._board[slot] = EMPTY
+            self.logger.error("cannot start a worker process: %s", error)  # type: ignore[attr-defined]
+            return False
+        if pid == 0:
+            to_child.close()
+            self._child(sock, to_parent, slot)
+        to_parent.close()
+        to_child.setblocking(False)
+        self._children[pid] = {"file": to_child, "slot": slot}
+        return True
+
+    def _reapChildren(self) -> None:
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = self._children.pop(pid, None)
+            if child is not None:
+                if child["file"] is not None:
+                    child["file"].close()
+                self._board[child["slot"]] = EMPTY
 
     def _drain(self) -> None:
         for pid in list(self._children):
@@ -312,7 +353,7 @@ class PreforkPool(PoolServer):
         deadline = time.monotonic() + self._drain_timeout
         while self._children and (remaining := deadline - time.monotonic()) > 0:
             self._wait([], remaining)
-            self._reapChildren()  # type: ignore[attr-defined]
+            self._reapChildren()
         for pid in list(self._children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -320,13 +361,20 @@ class PreforkPool(PoolServer):
                 os.waitpid(pid, 0)
         self._children.clear()
 
-    def _child(self, sock: socket.socket, parent: socket.socket) -> None:
-        # flup ends a child with sys.exit(): its SystemExit would unwind through
-        # the parent's frames copied by fork() and run the parent's cleanup
-        # (unlink the socket, tell systemd STOPPING). os._exit() cannot.
+    def _child(self, sock: socket.socket, parent: socket.socket, slot: int) -> None:
+        """A forked child's whole life; it never returns. It leaves with
+        os._exit(): an exception or sys.exit() would unwind through the
+        parent's frames copied by fork() and run the parent's cleanup
+        (unlink the socket, tell systemd STOPPING)."""
         status = 0
         try:
-            super()._child(sock, parent)  # type: ignore[misc]
+            os.setpgid(0, 0)
+            self._restoreSignalHandlers()
+            # The channels to its siblings: kept open here, a sibling's would never see the parent close it.
+            for channel in self._channels():
+                channel.close()
+            self._children = {}
+            self._serve_requests(sock, parent, slot)
         except KeyboardInterrupt:
             pass
         except BaseException:
@@ -334,6 +382,38 @@ class PreforkPool(PoolServer):
             status = 1
         sys.stderr.flush()
         os._exit(status)
+
+    def _serve_requests(self, sock: socket.socket, parent: socket.socket, slot: int) -> None:
+        """Until the parent closes the channel (or dies), or --max-requests."""
+        parent.setblocking(False)
+        served = 0
+        with select.epoll() as poller:
+            poller.register(parent, select.EPOLLIN)
+            # A connection wakes one idle process, not all of them.
+            poller.register(sock, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+            while True:
+                if any(fd != sock.fileno() for fd, _ in poller.poll()):
+                    return
+                try:
+                    conn, addr = sock.accept()
+                except (BlockingIOError, InterruptedError):
+                    continue  # another process took it
+                if not self._isClientAllowed(addr):
+                    conn.close()
+                    continue
+                self._board[slot] = BUSY
+                if self._pool_must_grow():
+                    with contextlib.suppress(OSError):  # full: the parent has notices to read already
+                        parent.send(b"+")
+                self._jobClass(conn, addr, *self._jobArgs).run()
+                served += 1
+                if self._maxRequests and served >= self._maxRequests:
+                    return
+                self._board[slot] = IDLE
+
+    def _pool_must_grow(self) -> bool:
+        states = self._board[:]
+        return states.count(IDLE) < self._minSpare and EMPTY in states
 
 
 class TrackedJob:
