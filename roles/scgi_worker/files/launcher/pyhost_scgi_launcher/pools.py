@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import mmap
 import ipaddress
+import mmap
 import os
 import select
 import signal
