@@ -218,12 +218,13 @@ def scenario_apps() -> tuple[dict, dict]:
 
 def load(targets: list[tuple[str, str]], stop: threading.Event) -> list[tuple[str, object, object, object]]:
     """One client per (host name, path) through the front end, from this machine, until stop (at most
-    300 s and 50 000 requests): (host name, status or error kind, serving worker, release) per request."""
-    deadline = time.monotonic() + 300
+    420 s and 1,000,000 requests, well above a run under load): (host name, status or error kind, serving
+    worker, release) per request."""
+    deadline = time.monotonic() + 420
     answers: list[tuple[str, object, object, object]] = []
 
     def client(site: str, path: str) -> None:
-        while not stop.is_set() and time.monotonic() < deadline and len(answers) < 50_000:
+        while not stop.is_set() and time.monotonic() < deadline and len(answers) < 1_000_000:
             conn = http.client.HTTPConnection("172.30.77.10", 80, timeout=30)
             try:
                 # Apache closes first: the TIME_WAITs are the front end's, and do not use up this
@@ -257,9 +258,12 @@ def under_load(action):
             time.sleep(2)
             result = action()
             time.sleep(2)
+            load_ended_first = loading.done()
         finally:
             stop.set()
-        return result, loading.result()
+        answers = loading.result()
+        assert not load_ended_first, f"the load reached its bound before the run ended: {len(answers)} requests"
+        return result, answers
 
 
 def test_a_rolling_deploy_under_load_fails_no_request_and_restarts_one_worker_at_a_time(tmp_path):

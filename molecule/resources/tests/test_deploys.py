@@ -17,10 +17,12 @@ testinfra_hosts = [HOST_NAME]
 
 # The load: 2 clients per app, each sending requests one after the other, as
 # fast as the app answers. Bounded: it stops when told, and in any case after
-# LOAD_SECONDS or LOAD_REQUESTS requests.
+# LOAD_SECONDS or LOAD_REQUESTS requests. The bounds are well above what a run
+# takes (about 1,000 requests a second for 100 s); under_load fails if the
+# load ended before the run did.
 CLIENTS_PER_APP = 2
-LOAD_SECONDS = 300
-LOAD_REQUESTS = 100_000
+LOAD_SECONDS = 420
+LOAD_REQUESTS = 1_000_000
 
 
 def release_path(app: dict[str, Any]) -> str:
@@ -66,9 +68,12 @@ def under_load(action):
             time.sleep(2)  # under load before the run starts
             result = action()
             time.sleep(2)  # and after it
+            load_ended_first = loading.done()
         finally:
             stop.set()
-        return result, loading.result()
+        answers = loading.result()
+        assert not load_ended_first, f"the load reached its bound before the run ended: {sum(map(len, answers.values()))} requests"
+        return result, answers
 
 
 def releases_served(answers: list[tuple[float, object, object]]) -> list[object]:
