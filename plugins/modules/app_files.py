@@ -32,7 +32,9 @@ options:
         description: Four octal digits, as a string, such as C("0750") or C("2750"); a number is refused (YAML reads 0750 unquoted as 488).
         type: raw
         required: true
-      app: {description: The app it belongs to, reported in C(changed_apps) when it changes., type: str}
+      app:
+        description: The app it belongs to, reported in C(changed_apps) when it changes.
+        type: str
   files:
     description: Files to write or correct.
     type: list
@@ -47,7 +49,9 @@ options:
         description: Four octal digits, as a string, such as C("0640"); a number is refused.
         type: raw
         required: true
-      app: {description: The app it belongs to, reported in C(changed_apps) when it changes., type: str}
+      app:
+        description: The app it belongs to, reported in C(changed_apps) when it changes.
+        type: str
       validate:
         description:
           - A command run on the new content before it replaces the file, C(%s) standing for a temporary
@@ -59,9 +63,17 @@ options:
     elements: str
     default: []
 attributes:
-  check_mode: {support: full}
-  diff_mode: {support: full}
-author: pyhost.scgi contributors
+  check_mode:
+    description:
+      - Reports what would change and changes nothing. No C(validate) command runs, and an owner or group
+        that does not exist yet counts as a change.
+    support: full
+  diff_mode:
+    description:
+      - For each path made, changed or removed, what it was and what it becomes; a file's content, or its
+        owner, group and mode when only those change.
+    support: full
+author: pyhost.scgi contributors (@pyhost)
 """
 
 EXAMPLES = r"""

@@ -120,7 +120,7 @@ def recv_exactly(sock: socket.socket, size: int) -> bytes:
 
 def parse_cgi_response(raw: bytes) -> Response:
     """A CGI-style response (Status: header, blank line, body): SCGI, FastCGI."""
-    head, _, payload = raw.partition(b"\r\n\r\n")
+    head, _blank_line, payload = raw.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     fields = dict(line.split(": ", 1) for line in lines if ": " in line)
     return Response(fields.pop("Status", ""), fields, payload)
@@ -129,7 +129,7 @@ def parse_cgi_response(raw: bytes) -> Response:
 def cgi_params(uri: str, method: str, body: bytes) -> list[tuple[bytes, bytes]]:
     """What mod_proxy_scgi and mod_proxy_fcgi both send: SCRIPT_NAME is the
     whole decoded path, REQUEST_URI and QUERY_STRING are raw, no PATH_INFO."""
-    path, _, query = uri.partition("?")
+    path, _question_mark, query = uri.partition("?")
     params = [
         (b"HTTP_HOST", b"blog.example.org"),
         (b"SERVER_NAME", b"blog.example.org"),
@@ -195,7 +195,7 @@ def fcgi_record(rtype: int, content: bytes = b"", request_id: int = 1) -> bytes:
 
 
 def fcgi_read_record(sock: socket.socket) -> tuple[int, bytes]:
-    _, rtype, _, length, padding = struct.unpack("!BBHHBx", recv_exactly(sock, 8))
+    _version, rtype, _request_id, length, padding = struct.unpack("!BBHHBx", recv_exactly(sock, 8))
     content = recv_exactly(sock, length + padding)[:length]
     return rtype, content
 
@@ -276,7 +276,7 @@ def ajp_forward_request(
     ajp://host/blog/: the request URI is the path still percent-encoded, the
     query is an attribute, then AJP_REMOTE_PORT and AJP_LOCAL_ADDR; behind
     mod_ssl, is_ssl and the SSL attributes too."""
-    path, _, query = uri.partition("?")
+    path, _question_mark, query = uri.partition("?")
     headers = [(b"\xa0\x0b", b"blog.example.org")]  # Host
     if body:
         headers += [
@@ -353,7 +353,7 @@ def ajp_parse_headers(packet: bytes) -> tuple[str, dict[str, str]]:
     (count,) = struct.unpack(">H", packet[pos : pos + 2])
     pos += 2
     headers = {}
-    for _ in range(count):
+    for _header in range(count):
         if packet[pos] == 0xA0:
             name = AJP_RESPONSE_HEADERS[packet[pos + 1]]
             pos += 2

@@ -66,7 +66,7 @@ def test_a_mode_alone_is_corrected_in_place(tmp_path: Path) -> None:
     os.chmod(tmp_path / "app.env", 0o644)
     inode = os.stat(tmp_path / "app.env").st_ino
 
-    changed, _, diffs = app_files.apply([], [file(tmp_path / "app.env", "A=1\n")], check_mode=False)
+    changed, _apps, diffs = app_files.apply([], [file(tmp_path / "app.env", "A=1\n")], check_mode=False)
 
     assert changed == [str(tmp_path / "app.env")]
     assert "mode 0644" in diffs[0]["before"] and "mode 0640" in diffs[0]["after"]
@@ -87,7 +87,7 @@ def test_a_link_where_a_file_should_be_is_replaced_not_followed(tmp_path: Path) 
     (tmp_path / "target").write_text("not yours\n")
     (tmp_path / "app.env").symlink_to(tmp_path / "target")
 
-    changed, _, _ = app_files.apply([], [file(tmp_path / "app.env", "A=1\n")], check_mode=False)
+    changed, _apps, _diffs = app_files.apply([], [file(tmp_path / "app.env", "A=1\n")], check_mode=False)
 
     assert changed == [str(tmp_path / "app.env")]
     assert not (tmp_path / "app.env").is_symlink()
@@ -116,7 +116,7 @@ def test_a_mode_that_is_not_four_octal_digits_in_a_string_is_refused(tmp_path: P
 def run(command: str) -> tuple[int, str, str]:
     import subprocess
 
-    done = subprocess.run(command, shell=True, capture_output=True, text=True)
+    done = subprocess.run(command, shell=True, check=False, capture_output=True, text=True)
     return done.returncode, done.stdout, done.stderr
 
 

@@ -165,7 +165,7 @@ def test_quiet_one_startup_line_no_secrets(launch, protocol: str, method: str) -
         env={"SECRET_KEY": "s3cr3t-value"},
         protocol=protocol,
     )
-    for _ in range(3):
+    for _request in range(3):
         launcher.request("/blog/")
     assert launcher.stop()[0] == 0
     lines = launcher.stderr().splitlines()
@@ -313,7 +313,7 @@ def test_prefork_requests_do_not_wake_the_parent(launch) -> None:
     launcher = launch("echo", "--max-children", "4")
     launcher.request("/")
     before, started = context_switches(launcher.proc.pid), time.monotonic()
-    for _ in range(300):
+    for _request in range(300):
         launcher.request("/")
     assert context_switches(launcher.proc.pid) - before <= 10 + 2 * (time.monotonic() - started)
 
@@ -346,14 +346,14 @@ def test_max_requests_recycles_children(launch, protocol: str) -> None:
     launcher = launch(
         "echo", "--max-children", "1", "--max-requests", "2", protocol=protocol
     )
-    pids = [launcher.request("/").json()["pid"] for _ in range(6)]
+    pids = [launcher.request("/").json()["pid"] for _request in range(6)]
     assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4] == pids[5]
     assert len(set(pids)) == 3
 
 
 def test_max_requests_with_threaded_only_warns(launch) -> None:
     launcher = launch("echo", "--method", "threaded", "--max-requests", "5")
-    pids = {launcher.request("/").json()["pid"] for _ in range(6)}
+    pids = {launcher.request("/").json()["pid"] for _request in range(6)}
     assert pids == {launcher.proc.pid}
     assert "--max-requests 5 is ignored" in launcher.stderr()
 
@@ -382,6 +382,7 @@ def test_plain_flup_bind_failure_is_a_type_error(workdir: Path) -> None:
         )
         result = subprocess.run(
             [sys.executable, "-c", code],
+            check=False,
             capture_output=True,
             text=True,
             timeout=TIMEOUT,
@@ -437,7 +438,7 @@ def test_tcp_ipv4(launch, protocol: str) -> None:
 
 @pytest.mark.parametrize(("protocol", "method"), SERVERS)
 def test_a_peer_not_allowed_gets_no_byte_and_an_allowed_one_is_served(launch, monkeypatch, protocol: str,
-                                                                       method: str) -> None:
+                                                                      method: str) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -551,7 +552,7 @@ def test_retry_load_answers_503_and_imports_again_with_growing_delays(
 def test_retry_load_stops_promptly_while_unavailable(launch, workdir: Path) -> None:
     (workdir / "flaky.py").write_text(FLAKY_APP)
     (workdir / "broken").touch()
-    launcher, _ = launch_activated(
+    launcher, _path = launch_activated(
         launch, workdir, "application", "--retry-load", module="flaky", ready=False
     )
     assert "STATUS=unavailable" in launcher.notify.receive()
@@ -607,6 +608,7 @@ def test_import_error_names_the_app(workdir: Path) -> None:
             "--bind",
             f"unix:{workdir / 'broken.sock'}",
         ],
+        check=False,
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -623,6 +625,7 @@ def test_import_error_names_the_app(workdir: Path) -> None:
 def test_help_is_readable() -> None:
     result = subprocess.run(
         [sys.executable, str(LAUNCHER), "--help"],
+        check=False,
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -635,6 +638,7 @@ def test_help_is_readable() -> None:
 def test_bad_arguments_exit_2() -> None:
     result = subprocess.run(
         [sys.executable, str(LAUNCHER), "--app", "x:y", "--bind", "nowhere"],
+        check=False,
         capture_output=True,
         text=True,
         timeout=TIMEOUT,

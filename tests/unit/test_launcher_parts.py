@@ -17,7 +17,7 @@ from typing import Callable
 
 import pytest
 
-import conftest  # noqa: F401  (puts the launcher's source on sys.path)
+import conftest  # noqa: F401  # pylint: disable=unused-import  # puts the launcher's source on sys.path
 from pyhost_scgi_launcher import cli, deadline, environ, pools, protocols, servers, sockets, systemd, unavailable
 
 # Command line

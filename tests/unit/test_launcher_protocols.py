@@ -222,4 +222,3 @@ def test_application_error_is_a_500_logged_by_the_worker(launch, protocol: str) 
     assert launcher.request("/").status.startswith("500 ")
     # FastCGI's flup sends the traceback to the web server only
     assert "ZeroDivisionError" in launcher.stderr()
-

@@ -54,7 +54,7 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize(("case", "apps", "message"), BAD_INPUTS, ids=[case for case, _, _ in BAD_INPUTS])
+@pytest.mark.parametrize(("case", "apps", "message"), BAD_INPUTS, ids=[case for case, _apps, _message in BAD_INPUTS])
 def test_bad_input_fails_before_anything_changes(host, case, apps, message):
     if case == "existing user":
         host.run_test("useradd --system --no-create-home intruder")

@@ -215,7 +215,7 @@ def test_slow_clients_through_apache_do_not_hold_the_apps_workers(app):
     each to a worker, which drops it after read_timeout, not after Apache's own 20 s."""
     stalled = []
     try:
-        for _ in range(_children(app)):
+        for _worker in range(_children(app)):
             sock = socket.create_connection((IP, 80), timeout=30)
             sock.sendall(f"POST {probe_path(app)} HTTP/1.1\r\nHost: {app['server_name']}\r\n"
                          "Content-Type: text/plain\r\nContent-Length: 1000000\r\n\r\nx".encode())
@@ -337,7 +337,7 @@ RECYCLING_APPS = [app for app in APPS if app.get("max_requests")]
 @pytest.mark.parametrize("app", RECYCLING_APPS, ids=ids(RECYCLING_APPS))
 def test_prefork_worker_is_replaced_after_max_requests(app):
     limit = app["max_requests"]
-    served = [fetch(app, sleep_path(app, 0)).json() for _ in range(limit * _children(app) * 3)]
+    served = [fetch(app, sleep_path(app, 0)).json() for _request in range(limit * _children(app) * 3)]
     assert max(one["served"] for one in served) <= limit
     assert len({one["pid"] for one in served}) > _children(app)
 
@@ -352,9 +352,10 @@ def test_the_image_is_as_bare_as_a_minimal_host():
     """What many VPS and container hosts are: debootstrap minbase with systemd and python3."""
     image = subprocess.run(["docker", "inspect", "-f", "{{.Config.Image}}", HOST_NAME],
                            check=True, capture_output=True, text=True, timeout=30).stdout.strip()
+    # dpkg-query exits 1 for a package it does not know at all: the statuses it prints are what counts.
     listed = subprocess.run(["docker", "run", "--rm", "--entrypoint", "dpkg-query", image, "-W",
                              "-f", "${Package} ${db:Status-Abbrev}\n", *BARE_HOST_LACKS],
-                            capture_output=True, text=True, timeout=60).stdout
+                            check=False, capture_output=True, text=True, timeout=60).stdout
     assert [line for line in listed.splitlines() if line.split()[1:2] == ["ii"]] == []
 
 
@@ -365,6 +366,7 @@ def test_the_roles_brought_what_they_rely_on_and_nothing_else(host):
     assert not host.package("iproute2").is_installed
     assert host.package("dbus").is_installed
     assert host.service("dbus").is_running
+
 
 PROCESSES_PY = """
 import json, os, pwd
@@ -383,7 +385,6 @@ print(json.dumps(procs))
 def processes(host) -> list[dict[str, Any]]:
     """Every process of the host with its user, read from /proc (minimal images have no ps)."""
     return json.loads(host.check_output(f"python3 -c '{PROCESSES_PY}'"))
-
 
 
 @pytest.mark.parametrize("app", APPS, ids=ids(APPS))

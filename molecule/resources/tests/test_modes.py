@@ -133,7 +133,7 @@ def test_every_tag_runs_alone_in_check_mode_and_for_real(host):
         status, output = run_site(["--tags", "scgi_worker_configure"], scgi_apps=changed_env)
         assert status == 0, output[-3000:]
         assert changed_tasks(output) == {"Write each app's configuration directory, sandbox, environment and settings",
-                                        "Restart the apps whose code, environment or unit changed"}
+                                         "Restart the apps whose code, environment or unit changed"}
         assert fetch(target, probe_path(target)).json()["greeting"] == greeting
         pids_after = main_pids(host)
         assert pids_after[target["name"]] != pids_before[target["name"]]

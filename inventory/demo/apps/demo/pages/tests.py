@@ -90,7 +90,7 @@ class RootMountTests(TestCase):
 @override_settings(STATIC_URL="static/", MEDIA_URL="media/")
 class SubPathMountTests(TestCase):
     def test_echo(self):
-        status, _, content = call_mounted("/echo/", query="q=1")
+        status, _headers, content = call_mounted("/echo/", query="q=1")
         data = json.loads(content)
         self.assertEqual(status, 200)
         self.assertEqual(data["path"], "/blog/echo/")
@@ -99,17 +99,17 @@ class SubPathMountTests(TestCase):
         self.assertEqual(data["query"], {"q": "1"})
 
     def test_words_non_ascii(self):
-        status, _, content = call_mounted("/words/café/")
+        status, _headers, content = call_mounted("/words/café/")
         self.assertEqual(status, 200)
         self.assertEqual(json.loads(content)["path"], "/blog/words/café/")
 
     def test_go_keeps_prefix(self):
-        status, headers, _ = call_mounted("/go/")
+        status, headers, _content = call_mounted("/go/")
         self.assertEqual(status, 302)
         self.assertEqual(headers["Location"], "/blog/echo/")
 
     def test_home_links_keep_prefix(self):
-        status, _, content = call_mounted("/")
+        status, _headers, content = call_mounted("/")
         self.assertEqual(status, 200)
         self.assertIn(b'href="/blog/static/demo/style.css"', content)
         self.assertIn(b'href="/blog/echo/"', content)
@@ -123,7 +123,7 @@ class SubPathMountTests(TestCase):
             f"abc\r\n--{boundary}--\r\n"
         ).encode()
         with tempfile.TemporaryDirectory() as media, override_settings(MEDIA_ROOT=media):
-            status, _, content = call_mounted(
+            status, _headers, content = call_mounted(
                 "/upload/",
                 method="POST",
                 body=body,

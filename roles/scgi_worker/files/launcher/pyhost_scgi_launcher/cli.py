@@ -296,8 +296,6 @@ def configure_logging(level: str) -> None:
     )
 
 
-
-
 def run(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.log_level)

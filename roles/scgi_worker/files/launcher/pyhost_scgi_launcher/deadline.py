@@ -78,7 +78,7 @@ class DeadlineSocket:
         if self._ahead:
             return
         try:
-            readable, _, _ = select.select([self._sock], [], [], self._left())
+            readable, _writable, _exceptional = select.select([self._sock], [], [], self._left())
         except ValueError:  # a closed socket
             raise EOFError from None
         if not readable:

@@ -187,7 +187,7 @@ class PoolServer:
         self, sockets: list[socket.socket], timeout: float | None = None
     ) -> list[socket.socket]:
         """select() on sockets plus the wakeup socket; returns the readable sockets."""
-        readable, _, _ = select.select([self._wakeup_r, *sockets], [], [], timeout)
+        readable, _writable, _exceptional = select.select([self._wakeup_r, *sockets], [], [], timeout)
         if self._wakeup_r in readable:
             with contextlib.suppress(BlockingIOError):
                 while self._wakeup_r.recv(512):
@@ -305,7 +305,7 @@ class PreforkPool(PoolServer):
             self._retire(idle.pop())
             self._last_shrink = now
         if len(idle) < self._minSpare:
-            for _ in range(self._maxSpare - len(idle)):
+            for _new_child in range(self._maxSpare - len(idle)):
                 if not self._spawn(sock):
                     break
 
@@ -335,7 +335,7 @@ class PreforkPool(PoolServer):
     def _reapChildren(self) -> None:
         while True:
             try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
+                pid, _status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
@@ -390,7 +390,7 @@ class PreforkPool(PoolServer):
             # Every idle process wakes for a connection, and the first to run takes it. Waking only one
             # (EPOLLEXCLUSIVE) measured a worse p99 at 32 connections on two cores: the one woken may wait
             # for a core while the others sleep.
-            readable, _, _ = select.select([parent, sock], [], [])
+            readable, _writable, _exceptional = select.select([parent, sock], [], [])
             if parent in readable:
                 return
             try:
