@@ -18,43 +18,8 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 from ansible.utils.display import Display
 
-DOCUMENTATION = r"""
-name: scgi_apps
-short_description: Check the scgi_apps list and complete every app with defaults and derived values
-description:
-  - Validates each app of C(scgi_apps) and fails with a message naming the app and the field.
-  - Returns the apps with defaults filled in and derived values (paths, unit names, socket, proxy URL) added.
-  - Values of C(secret_env) are never returned, only their names (C(secret_env_keys)).
-options:
-  _input:
-    description: The C(scgi_apps) list.
-    type: list
-    elements: dict
-    required: true
-  warn:
-    description: Also show risky but valid choices (such as a port in the ephemeral range) as warnings.
-    type: bool
-    default: false
-  source_root:
-    description:
-      - The controller directory that relative C(source.path) and C(source.archive) values are read from.
-      - When given, every present app's source must exist there (a directory for C(path), a readable file for
-        C(archive)), and C(source.controller_path) is its absolute path.
-    type: str
-"""
-
-EXAMPLES = r"""
-- name: Complete the app list
-  ansible.builtin.set_fact:
-    _apps: "{{ scgi_apps | pyhost.scgi.scgi_apps }}"
-"""
-
-RETURN = r"""
-_value:
-  description: The completed apps.
-  type: list
-  elements: dict
-"""
+# The documentation of the filters is in scgi_apps.yml, scgi_path.yml and
+# scgi_units.yml next to this file (ansible-doc -t filter pyhost.scgi.NAME).
 
 # Every per-app path and unit name on a host is derived here, and only here.
 HOME_ROOT = "/srv/scgi"
@@ -371,7 +336,7 @@ def _kept_in_home(name: str, app: dict[str, Any]) -> list[str]:
     media = app.get("media") or {}
     if not isinstance(media, dict):
         raise AppError(name, "media", "must be a mapping with 'url' and 'dir'")
-    media_dir = _relative_dir(name, "media.dir", media.get("dir", "media")).split("/")[0]
+    media_dir = _relative_dir(name, "media.dir", media.get("dir", "media")).split("/", maxsplit=1)[0]
     shared = media.get("shared") is not None and _boolean(name, "media.shared", media["shared"])
     return sorted(({media_dir, "state"} if app["keep_data"] else set()) | ({media_dir} if shared else set()))
 

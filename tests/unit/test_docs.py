@@ -6,7 +6,12 @@ Changing a key, a default or a tag in one place without the others fails here.
 from __future__ import annotations
 
 import importlib.util
+import inspect
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +137,69 @@ def test_every_scenario_and_the_demo_run_their_containers_alike():
             assert container_options(platform) == container_options(reference), (scenario, platform["name"])
             # A scenario may mount more (a shared directory), never less.
             assert platform["volumes"][:len(reference["volumes"])] == reference["volumes"], (scenario, platform["name"])
+
+
+# What readers are shown: each role's README is generated from its argument spec (scripts/role-docs),
+# and ansible-doc shows every role and filter of the collection.
+
+def test_the_role_readmes_are_what_scripts_role_docs_generates_from_the_argument_specs():
+    result = subprocess.run([sys.executable, str(ROOT / "scripts/role-docs"), "--check"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def ansible_doc(plugin_type: str, name: str) -> dict[str, Any]:
+    """What `ansible-doc -t PLUGIN_TYPE --json pyhost.scgi.NAME` says, with the checkout as the collection."""
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"), "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
+    # python -m ansible runs the ansible-doc of the ansible-core these tests import, whatever PATH holds.
+    result = subprocess.run([sys.executable, "-m", "ansible", "doc", "-t", plugin_type, "--json", f"pyhost.scgi.{name}"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "[ERROR]" not in result.stderr, result.stderr
+    return json.loads(result.stdout)[f"pyhost.scgi.{name}"]
+
+
+def option_paths(options: dict[str, Any], prefix: str = "") -> set[str]:
+    """Every option and suboption, as dotted paths (scgi_apps.source.path)."""
+    paths = set()
+    for name, spec in options.items():
+        paths |= {prefix + name} | option_paths(spec.get("options") or {}, f"{prefix}{name}.")
+    return paths
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_ansible_doc_shows_every_option_of_each_roles_main_entry_point(role: str):
+    shown = ansible_doc("role", role)["entry_points"]["main"]["options"]
+    assert option_paths(shown) == option_paths(spec_options(role))
+
+
+FILTERS = scgi_apps_filter.FilterModule().filters()
+
+
+def filter_options(name: str) -> set[str]:
+    """What a filter takes: its input, then its keyword arguments."""
+    return {"_input", *list(inspect.signature(FILTERS[name]).parameters)[1:]}
+
+
+@pytest.mark.parametrize("name", sorted(FILTERS))
+def test_each_filter_has_its_own_documentation_file_naming_what_it_takes(name: str):
+    """ansible-doc reads a filter's docs from plugins/filter/NAME.yml (the .py holds several filters)."""
+    docs = yaml.safe_load((ROOT / f"plugins/filter/{name}.yml").read_text(encoding="utf-8"))
+    assert docs["DOCUMENTATION"]["name"] == name
+    assert set(docs["DOCUMENTATION"]["options"]) == filter_options(name)
+    assert "_value" in docs["RETURN"]
+    yaml.safe_load(docs["EXAMPLES"])
+
+
+def test_the_scgi_path_documentation_names_every_host_path():
+    docs = yaml.safe_load((ROOT / "plugins/filter/scgi_path.yml").read_text(encoding="utf-8"))
+    assert set(docs["DOCUMENTATION"]["options"]["_input"]["choices"]) == set(scgi_apps_filter.HOST_PATHS)
+
+
+def test_ansible_doc_shows_the_scgi_apps_filter():
+    docs = ansible_doc("filter", "scgi_apps")
+    assert docs["doc"]["name"] == "scgi_apps"
+    assert docs["doc"]["short_description"]
+    assert "_input" in docs["doc"]["options"]
+    assert set(docs["doc"]["options"]) <= filter_options("scgi_apps")
+    assert "_value" in docs["return"]
