@@ -1,7 +1,8 @@
 # pyhost.scgi — the two commands of the README, and quicker targets for the development loop.
 #   make demo    brings the demo stack up in a local container and shows a live response
-#   make test    lint + unit + every Molecule scenario (what CI runs)
-#   make lint | make unit | make molecule SCENARIO=default | make images | make demo-down | make clean
+#   make test    lint + unit + sanity + every Molecule scenario + the ansible-core matrix (what CI runs)
+#   make lint | make unit | make sanity | make molecule SCENARIO=default | make matrix MATRIX=2.16:3.11
+#   make installed | make release | make images | make demo-down | make clean
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -14,13 +15,17 @@ export PY_COLORS ?= 0
 
 SCENARIOS := default debian13 cluster
 SCENARIO ?= $(SCENARIOS)
+# ansible-core:Python legs of the matrix, besides the main virtualenv's
+# ansible-core 2.19 on Debian 12's Python 3.11, which runs everything else.
+# Each spans the Pythons that ansible-core supports as a controller.
+MATRIX ?= 2.16:3.11 2.17:3.12 2.18:3.13 2.20:3.12 2.21:3.13
 DEMO_CONTAINER := pyhost-scgi-demo
 DEMO_PORT ?= 8080
 
-.PHONY: help venv lint unit molecule test demo demo-down images clean
+.PHONY: help venv lint unit sanity installed molecule matrix test release demo demo-down images clean
 
 help:
-	@sed -n '2,4p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,5p' Makefile | sed 's/^# \{0,1\}//'
 
 venv: $(VENV)/.installed
 
@@ -33,9 +38,23 @@ $(VENV)/.installed: requirements-dev.txt
 lint: venv
 	yamllint --strict .
 	ansible-lint
+	antsibull-changelog lint
+	scripts/check-release
 
 unit: venv
 	python -m pytest -q tests/unit
+
+sanity: venv
+	scripts/sanity
+
+# The collection as users get it: the tarball `ansible-galaxy collection build`
+# makes, installed into a collections path of its own. The debian13 scenario
+# and the matrix run from it.
+installed: venv
+	rm -rf .cache/dist .cache/installed
+	ansible-galaxy collection build --output-path .cache/dist .
+	ANSIBLE_COLLECTIONS_PATH=.cache/installed \
+	    ansible-galaxy collection install --offline -p .cache/installed .cache/dist/pyhost-scgi-*.tar.gz
 
 # Local systemd images for Debian 12 and 13; rebuilt only when their recipe changes.
 images:
@@ -49,7 +68,7 @@ images:
 # Ansible round trips and on the apps, not on the two cores. When one fails,
 # what failed is repeated last (a CI log is read from its end), from
 # .cache/molecule-SCENARIO.log.
-molecule: venv images
+molecule: venv images installed
 	export PYHOST_IMAGE_BOOKWORM=$$(cat .cache/image-bookworm) PYHOST_IMAGE_TRIXIE=$$(cat .cache/image-trixie); \
 	pids=(); \
 	for scenario in $(SCENARIO); do \
@@ -64,7 +83,23 @@ molecule: venv images
 	fi; \
 	exit $$status
 
-test: lint unit molecule
+# The legs run one after the other, each in its own container.
+matrix: venv images installed
+	status=0; \
+	for leg in $(MATRIX); do \
+	    scripts/matrix-leg "$${leg%%:*}" "$${leg##*:}" "$$(cat .cache/image-bookworm)" || status=1; \
+	done; \
+	exit $$status
+
+test: lint unit sanity molecule matrix
+
+# The changelog for galaxy.yml's version from changelogs/fragments, and the
+# tarball, in .cache/dist.
+release: venv
+	antsibull-changelog release --version "$$(python -c 'import yaml; print(yaml.safe_load(open("galaxy.yml"))["version"])')"
+	rm -rf .cache/dist
+	ansible-galaxy collection build --output-path .cache/dist .
+	@echo "release: CHANGELOG.rst and changelogs/changelog.yaml updated; the tarball: $$(ls .cache/dist/*.tar.gz)"
 
 demo: venv
 	scripts/ensure-docker

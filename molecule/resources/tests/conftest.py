@@ -46,13 +46,14 @@ def run_site(cli_args: Sequence[str] = (), **extra_vars: Any) -> tuple[int, str]
 
 
 def run_playbook(playbook: str, cli_args: Sequence[str] = (), **extra_vars: Any) -> tuple[int, str]:
-    """Run one of the collection's playbooks (site.yml, rollback.yml) as run_site does."""
-    project = os.environ["MOLECULE_PROJECT_DIRECTORY"]
+    """Run one of the collection's playbooks (site.yml, rollback.yml) as run_site does: by its name
+    (pyhost.scgi.site), from the collection the scenario converged with (its ANSIBLE_COLLECTIONS_PATH:
+    the checkout, or the installed tarball)."""
     result = subprocess.run(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "-e", json.dumps(extra_vars),
-         *cli_args, f"{project}/{playbook}"],
-        capture_output=True, text=True, timeout=900,
-        env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": f"{project}/collections", "ANSIBLE_FORCE_COLOR": "0"},
+         *cli_args, f"pyhost.scgi.{playbook.removesuffix('.yml')}"],
+        check=False, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0"},
     )
     return result.returncode, result.stdout + result.stderr
 
@@ -136,7 +137,7 @@ def sleep_path(app: dict[str, Any], seconds: float) -> str:
 def cookies(resp: Response) -> dict[str, str]:
     found = {}
     for header in resp.headers.get_all("Set-Cookie") or []:
-        name, _, rest = header.partition("=")
+        name, _equals, rest = header.partition("=")
         found[name] = rest.split(";", 1)[0]
     return found
 
