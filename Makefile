@@ -2,7 +2,7 @@
 #   make demo    brings the demo stack up in a local container and shows a live response
 #   make test    lint + unit + sanity + every Molecule scenario + the ansible-core matrix (what CI runs)
 #   make lint | make unit | make sanity | make molecule SCENARIO=default | make matrix MATRIX=2.16:3.11
-#   make installed | make release | make images | make demo-down | make clean
+#   make dist | make installed | make release | make images | make demo-down | make clean
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -22,7 +22,7 @@ MATRIX ?= 2.16:3.11 2.17:3.12 2.18:3.13 2.20:3.12 2.21:3.13
 DEMO_CONTAINER := pyhost-scgi-demo
 DEMO_PORT ?= 8080
 
-.PHONY: help venv lint unit sanity installed molecule matrix test release demo demo-down images clean
+.PHONY: help venv lint unit sanity dist installed molecule matrix test release demo demo-down images clean
 
 help:
 	@sed -n '2,5p' Makefile | sed 's/^# \{0,1\}//'
@@ -50,9 +50,12 @@ sanity: venv
 # The collection as users get it: the tarball `ansible-galaxy collection build`
 # makes, installed into a collections path of its own. The debian13 scenario
 # and the matrix run from it.
-installed: venv
-	rm -rf .cache/dist .cache/installed
+dist: venv
+	rm -rf .cache/dist
 	ansible-galaxy collection build --output-path .cache/dist .
+
+installed: dist
+	rm -rf .cache/installed
 	ANSIBLE_COLLECTIONS_PATH=.cache/installed \
 	    ansible-galaxy collection install --offline -p .cache/installed .cache/dist/pyhost-scgi-*.tar.gz
 
@@ -97,8 +100,7 @@ test: lint unit sanity molecule matrix
 # tarball, in .cache/dist.
 release: venv
 	antsibull-changelog release --version "$$(python -c 'import yaml; print(yaml.safe_load(open("galaxy.yml"))["version"])')"
-	rm -rf .cache/dist
-	ansible-galaxy collection build --output-path .cache/dist .
+	$(MAKE) --no-print-directory dist
 	@echo "release: CHANGELOG.rst and changelogs/changelog.yaml updated; the tarball: $$(ls .cache/dist/*.tar.gz)"
 
 demo: venv
