@@ -33,6 +33,11 @@ COLLECTION_NAMES = frozenset({"mod_scgi"})
 SITES_AVAILABLE = "/etc/apache2/sites-available"
 SITES_ENABLED = "/etc/apache2/sites-enabled"
 SITE_PARTS_ROOT = "/etc/apache2/pyhost-scgi"
+# Each HTTPS site's certificate and key, when they are the operator's files or
+# made on the host (mod_md keeps the ones it obtains in its own store).
+TLS_ROOT = "/etc/apache2/pyhost-scgi-tls"
+# Apache's log directory (Debian's APACHE_LOG_DIR).
+LOG_ROOT = "/var/log/apache2"
 # The roots above, for the roles' host-wide tasks and the helpers they install
 # ('config_root' | pyhost.scgi.scgi_path).
 HOST_PATHS = {
@@ -41,6 +46,7 @@ HOST_PATHS = {
     "sites_available": SITES_AVAILABLE,
     "sites_enabled": SITES_ENABLED,
     "site_parts_root": SITE_PARTS_ROOT,
+    "tls_root": TLS_ROOT,
     # Staged by root, copied by each app into its virtualenv.
     "launcher": "/usr/local/lib/pyhost-scgi/pyhost-scgi-launcher",
 }
@@ -61,6 +67,11 @@ TCP_RE = re.compile(r"(?P<host>127(\.\d{1,3}){3}|localhost|\[::1\]):(?P<port>\d{
 DIR_SEGMENT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 # A systemd [Service] directive name, as unit_settings keys must be.
 DIRECTIVE_RE = re.compile(r"[A-Z][A-Za-z0-9]*")
+# source.git: where git may fetch from (no ext:: or other transports that run
+# commands), and a branch, tag or commit (no option, no revision expression).
+GIT_REPO_RE = re.compile(r"(https|ssh|git|file)://[^\s'\"\\]+|[A-Za-z0-9_.-]+@[A-Za-z0-9.-]+:[^\s'\"\\]+|[^\s'\"\\:]+")
+GIT_VERSION_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,199}")
+TLS_CERTIFICATES = ("self_signed", "files", "acme")
 
 # Linux's default net.ipv4.ip_local_port_range starts here.
 EPHEMERAL_PORTS_START = 32768
@@ -76,7 +87,7 @@ RESERVED_NAMES = frozenset(
 KNOWN_KEYS = frozenset(
     "name state server_name server_aliases source requirements packages wsgi django protocol method "
     "max_children max_requests listen mount apache_client static media env secret_env unit_settings "
-    "memory_max cpu_quota tasks_max keep_data max_body read_timeout drain_timeout workers uid".split()
+    "memory_max cpu_quota tasks_max keep_data max_body read_timeout drain_timeout workers uid tls".split()
 )
 
 DEFAULTS: dict[str, Any] = {
@@ -104,6 +115,7 @@ DEFAULTS: dict[str, Any] = {
     "max_body": "100M",
     "read_timeout": 60,
     "drain_timeout": 30,
+    "tls": None,
 }
 MEMORY_RE = re.compile(r"\d+[KMGT]?")
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -144,27 +156,82 @@ def _url_path(app: str, field: str, value: Any) -> str:
 
 def _check_source(name: str, source: Any, source_root: str | None) -> dict[str, Any]:
     if not isinstance(source, dict):
-        raise AppError(name, "source", "is required: a mapping with exactly one of 'path' or 'archive'")
+        raise AppError(name, "source", "is required: a mapping with exactly one of 'path', 'archive' or 'git'")
     kinds = [kind for kind in ("path", "archive", "git") if source.get(kind)]
     if len(kinds) != 1:
-        raise AppError(name, "source", f"needs exactly one of 'path' or 'archive', found {kinds or 'none'}")
+        raise AppError(name, "source", f"needs exactly one of 'path', 'archive' or 'git', found {kinds or 'none'}")
     kind = kinds[0]
     if kind == "git":
-        raise AppError(name, "source.git", "is not supported yet: use 'path' or 'archive'")
+        return _check_git(name, source["git"], source_root)
     checked = {"kind": kind, "location": str(source[kind])}
     if source_root is not None:
-        checked["controller_path"] = _controller_source(name, kind, checked["location"], source_root)
+        checked["controller_path"] = _controller_source(name, f"source.{kind}", checked["location"], source_root,
+                                                        directory=kind == "path")
     return checked
 
 
-def _controller_source(name: str, kind: str, location: str, source_root: str) -> str:
-    """The absolute path of an app's source on the controller, which must be there to read."""
+def _check_git(name: str, git: Any, source_root: str | None) -> dict[str, Any]:
+    """A repository the controller clones, and the branch, tag or commit to deploy from it."""
+    if not isinstance(git, dict) or set(git) - {"repo", "version"}:
+        raise AppError(name, "source.git", "must be a mapping with 'repo' and 'version', like "
+                       "{repo: 'https://git.example.org/blog.git', version: main}")
+    repo, version = git.get("repo"), git.get("version", "HEAD")
+    if not isinstance(repo, str) or repo.startswith("-") or not GIT_REPO_RE.fullmatch(repo):
+        raise AppError(name, "source.git.repo", f"{repo!r} must be an https://, ssh://, git:// or file:// URL, "
+                       "user@host:path, or a path on the controller")
+    if re.match(r"https?://[^/@]*:[^/@]*@", repo):
+        raise AppError(name, "source.git.repo", "must not carry a password or token: it would show in logs; "
+                       "use the operator's SSH agent, an SSH deploy key or git's credential helper")
+    if not isinstance(version, str) or not GIT_VERSION_RE.fullmatch(version) or ".." in version:
+        raise AppError(name, "source.git.version", f"{version!r} must be a branch, a tag or a commit, like main")
+    checked = {"kind": "git", "location": repo, "repo": repo, "version": version}
+    if source_root is not None and "://" not in repo and "@" not in repo.split("/", 1)[0]:
+        # A repository on the controller's disk, relative to the inventory like a path source.
+        checked["repo"] = _controller_source(name, "source.git", repo, source_root, directory=True)
+    return checked
+
+
+def _controller_source(name: str, field: str, location: str, source_root: str, directory: bool) -> str:
+    """The absolute path of a file or directory on the controller, which must be there to read."""
     path = os.path.normpath(os.path.join(source_root, location))
-    found = os.path.isdir(path) if kind == "path" else os.path.isfile(path)
-    if not found or not os.access(path, os.R_OK | (os.X_OK if kind == "path" else 0)):
-        what = "a readable directory" if kind == "path" else "a readable file"
-        raise AppError(name, f"source.{kind}", f"{location!r} is not {what} on the controller (looked at {path})")
+    found = os.path.isdir(path) if directory else os.path.isfile(path)
+    if not found or not os.access(path, os.R_OK | (os.X_OK if directory else 0)):
+        what = "a readable directory" if directory else "a readable file"
+        raise AppError(name, field, f"{location!r} is not {what} on the controller (looked at {path})")
     return path
+
+
+def _check_tls(name: str, tls: Any, source_root: str | None) -> dict[str, Any] | None:
+    """HTTPS for the app's site: where its certificate comes from, the redirect and HSTS."""
+    if tls is None or tls is False:
+        return None
+    if not isinstance(tls, dict):
+        raise AppError(name, "tls", "must be a mapping like {certificate: self_signed}, or omitted for HTTP only")
+    unknown = sorted(set(tls) - {"certificate", "cert", "key", "redirect", "hsts", "hsts_subdomains"})
+    if unknown:
+        raise AppError(name, f"tls.{unknown[0]}", "is not a known field (known: certificate, cert, key, redirect, "
+                       "hsts, hsts_subdomains)")
+    certificate = tls.get("certificate")
+    if certificate not in TLS_CERTIFICATES:
+        raise AppError(name, "tls.certificate", f"{certificate!r} must be one of {', '.join(TLS_CERTIFICATES)}")
+    checked: dict[str, Any] = {
+        "certificate": certificate,
+        "redirect": _boolean(name, "tls.redirect", tls.get("redirect", True)),
+        "hsts": _whole_number(name, "tls.hsts", tls.get("hsts", 0), 0),
+        "hsts_subdomains": _boolean(name, "tls.hsts_subdomains", tls.get("hsts_subdomains", False)),
+    }
+    for field in ("cert", "key"):
+        given = tls.get(field)
+        if certificate != "files":
+            if given is not None:
+                raise AppError(name, f"tls.{field}", f"is for certificate: files, not {certificate}")
+            continue
+        if not isinstance(given, str) or not given or any(ord(char) < 32 for char in given):
+            raise AppError(name, f"tls.{field}", "is required with certificate: files: the path of the PEM "
+                           f"{'certificate (its chain after it)' if field == 'cert' else 'private key'} on the controller")
+        checked[field] = (_controller_source(name, f"tls.{field}", given, source_root, directory=False)
+                          if source_root is not None else given)
+    return checked
 
 
 def _check_django(name: str, django: Any) -> dict[str, Any] | None:
@@ -430,6 +497,10 @@ def _complete(raw: Any, source_root: str | None) -> dict[str, Any]:
             raise AppError(name, "listen", "mod_scgi connects over TCP only: use a loopback HOST:PORT like 127.0.0.1:4000")
     app["mount"] = _url_path(name, "mount", app["mount"])
     app["script_name"] = app["mount"].rstrip("/")
+    app["tls"] = _check_tls(name, app["tls"], source_root)
+    if app["tls"] and app["tls"]["certificate"] == "acme" and any("*" in alias for alias in app["server_aliases"]):
+        raise AppError(name, "server_aliases", "a wildcard name needs a DNS challenge, which mod_md cannot answer "
+                       "here: list the names, or use tls.certificate files")
     app["site"] = _site(app)
     app["env"] = _check_env(name, "env", app["env"])
     _check_limits(name, app)
@@ -493,6 +564,13 @@ def _site(app: dict[str, Any]) -> dict[str, str]:
         "vhost_path": f"{SITES_AVAILABLE}/{stem}.conf",
         "parts_dir": parts_dir,
         "part": f"{parts_dir}/{999 - depth:03d}-scgi-{app['name']}.conf",
+        # Apache has one error log per virtual host: the site's, each line
+        # tagged with the app; each app has its own access log.
+        "error_log": f"{LOG_ROOT}/{stem}-error.log",
+        "access_log": f"{LOG_ROOT}/scgi-{app['name']}-access.log",
+        # The key and the certificate (and its chain) in one file, replaced
+        # whole: Apache never reads a key of one with a certificate of another.
+        "tls_file": f"{TLS_ROOT}/{stem}.pem",
     }
 
 
@@ -510,15 +588,16 @@ def _warnings(app: dict[str, Any]) -> list[str]:
 def _check_sites(apps: list[dict[str, Any]]) -> None:
     """Apps share a site by sharing its server_name, and then its aliases too: one vhost answers for them all."""
     site_of_host: dict[str, tuple[str, str]] = {}
-    aliases_of_site: dict[str, tuple[list[str], str]] = {}
+    first_of_site: dict[str, dict[str, Any]] = {}
     for app in apps:
         if app["state"] != "present":
             continue
         site = app["server_name"]
-        aliases, first = aliases_of_site.setdefault(site, (app["server_aliases"], app["name"]))
-        if aliases != app["server_aliases"]:
-            raise AppError(app["name"], "server_aliases", f"apps under server_name {site} share one site and its "
-                           f"aliases: must be {aliases} as for app '{first}', not {app['server_aliases']}")
+        first = first_of_site.setdefault(site, app)
+        for field, what in (("server_aliases", "aliases"), ("tls", "TLS settings")):
+            if first[field] != app[field]:
+                raise AppError(app["name"], field, f"apps under server_name {site} share one site and its "
+                               f"{what}: must be {first[field]} as for app '{first['name']}', not {app[field]}")
         for host in [site, *app["server_aliases"]]:
             other_site, other = site_of_host.setdefault(host, (site, app["name"]))
             if other_site != site:

@@ -159,6 +159,9 @@ def test_apps_under_one_host_name_share_its_site_deeper_mounts_first():
         "vhost_path": f"/etc/apache2/sites-available/{site}.conf",
         "parts_dir": f"/etc/apache2/pyhost-scgi/{site}",
         "part": f"/etc/apache2/pyhost-scgi/{site}/998-scgi-shop.conf",
+        "error_log": f"/var/log/apache2/{site}-error.log",
+        "access_log": "/var/log/apache2/scgi-shop-access.log",
+        "tls_file": f"/etc/apache2/pyhost-scgi-tls/{site}.pem",
     }
     assert blog["site"]["name"] == shop["site"]["name"]
     # Apache includes the parts in name order and takes the first Alias/ProxyPass that matches.
@@ -307,8 +310,40 @@ def test_sources_are_not_looked_up_without_a_root_nor_for_absent_apps(tmp_path):
             "field 'source': needs exactly one of",
         ),
         (
-            [app(source={"git": {"repo": "x"}})],
-            "field 'source.git': is not supported yet",
+            [app(source={"git": {"repo": "--upload-pack=touch /tmp/x"}})],
+            "app 'blog', field 'source.git.repo': '--upload-pack=touch /tmp/x' must be an https://",
+        ),
+        (
+            [app(source={"git": {"repo": "ext::sh -c touch% /tmp/x"}})],
+            "field 'source.git.repo'",
+        ),
+        (
+            [app(source={"git": {"repo": "https://deploy:s3cret@git.example.org/blog.git"}})],
+            "field 'source.git.repo': must not carry a password or token",
+        ),
+        (
+            [app(source={"git": {"repo": "https://git.example.org/blog.git", "version": "--output=/x"}})],
+            "field 'source.git.version': '--output=/x' must be a branch, a tag or a commit",
+        ),
+        (
+            [app(source={"git": {"repo": "https://git.example.org/blog.git", "version": "main@{1}"}})],
+            "field 'source.git.version'",
+        ),
+        (
+            [app(source={"git": {"repo": "https://git.example.org/blog.git", "branch": "main"}})],
+            "field 'source.git': must be a mapping with 'repo' and 'version'",
+        ),
+        ([app(tls={"certificate": "letsencrypt"})], "app 'blog', field 'tls.certificate': 'letsencrypt' must be one of"),
+        ([app(tls={"certificate": "files"})], "field 'tls.cert': is required with certificate: files"),
+        ([app(tls={"certificate": "self_signed", "key": "k.pem"})], "field 'tls.key': is for certificate: files"),
+        ([app(tls={"certificate": "acme", "hsts": -1})], "field 'tls.hsts': -1 must be a whole number >= 0"),
+        ([app(tls={"certificate": "acme", "redirect": "yes"})], "field 'tls.redirect': 'yes' must be true or false"),
+        ([app(tls={"certificate": "acme", "ocsp": True})], "field 'tls.ocsp': is not a known field"),
+        ([app(tls="on")], "field 'tls': must be a mapping"),
+        (
+            [app(tls={"certificate": "acme"}),
+             app(name="shop", mount="/shop/", tls={"certificate": "self_signed"})],
+            "app 'shop', field 'tls': apps under server_name blog.example.org share one site and its TLS settings",
         ),
         ([app(wsgi="blog.wsgi")], "app 'blog', field 'wsgi'"),
         ([app(protocol="http")], "app 'blog', field 'protocol'"),
@@ -451,3 +486,30 @@ def test_two_apps_cannot_share_a_uid():
 def test_absent_apps_are_not_placed():
     (gone,) = scgi_apps([{"name": "blog", "state": "absent"}], groups=CLUSTER)
     assert "worker_hosts" not in gone
+
+
+def test_tls_defaults_redirect_without_hsts_and_files_are_read_from_the_inventory(tmp_path):
+    (blog,) = scgi_apps([app(tls={"certificate": "self_signed"})])
+    assert blog["tls"] == {"certificate": "self_signed", "redirect": True, "hsts": 0, "hsts_subdomains": False}
+    assert scgi_apps([app()])[0]["tls"] is None
+    (tmp_path / "apps" / "blog").mkdir(parents=True)
+    for name in ("blog.crt", "blog.key"):
+        (tmp_path / name).write_text("pem")
+    (blog,) = scgi_apps([app(tls={"certificate": "files", "cert": "blog.crt", "key": "blog.key", "hsts": 63072000})],
+                        source_root=str(tmp_path))
+    assert (blog["tls"]["cert"], blog["tls"]["key"], blog["tls"]["hsts"]) == (
+        f"{tmp_path}/blog.crt", f"{tmp_path}/blog.key", 63072000)
+    with pytest.raises(AnsibleFilterError, match="app 'blog', field 'tls.key': 'nokey' is not a readable file"):
+        scgi_apps([app(tls={"certificate": "files", "cert": "blog.crt", "key": "nokey"})], source_root=str(tmp_path))
+
+
+def test_git_source_takes_urls_and_repositories_on_the_controller(tmp_path):
+    for repo in ("https://git.example.org/blog.git", "ssh://git@git.example.org/blog.git",
+                 "git@github.com:example/blog.git", "file:///srv/git/blog.git"):
+        (blog,) = scgi_apps([app(source={"git": {"repo": repo, "version": "v1.2"}})], source_root=str(tmp_path))
+        assert blog["source"] == {"kind": "git", "location": repo, "repo": repo, "version": "v1.2"}
+    (tmp_path / "blog.git").mkdir()
+    (blog,) = scgi_apps([app(source={"git": {"repo": "blog.git"}})], source_root=str(tmp_path))
+    assert (blog["source"]["repo"], blog["source"]["version"]) == (f"{tmp_path}/blog.git", "HEAD")
+    with pytest.raises(AnsibleFilterError, match="field 'source.git': 'nowhere.git' is not a readable directory"):
+        scgi_apps([app(source={"git": {"repo": "nowhere.git"}})], source_root=str(tmp_path))
