@@ -8,6 +8,7 @@ import io
 import grp
 import os
 import stat
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -141,3 +142,24 @@ def test_a_hostile_static_archive_is_refused_naming_the_app(tmp_path, capsys):
     assert unpack.main(["--static", group, "blog", path, str(tmp_path / "static")]) == 1
     assert "app blog: the static archive is refused: 'shadow'" in capsys.readouterr().err
     assert not (tmp_path / "static").exists()
+
+
+def test_a_release_from_git_archive_records_its_commit_and_others_record_none(tmp_path, main_umask):
+    """`git archive` names the commit in the archive's pax header: the status shows it."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "wsgi.py").write_text("application = None\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@invalid"]
+    for command in (["init", "--quiet"], ["add", "wsgi.py"], ["commit", "--quiet", "-m", "one"]):
+        subprocess.run([*git, *command], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run([*git, "archive", "--format=tar", f"--output={tmp_path / 'code.tar'}", commit], check=True)
+    group = grp.getgrgid(os.getgid()).gr_name
+    (tmp_path / "home/releases").mkdir(parents=True)
+    code = tmp_path / "home/releases/0123/code"
+    assert unpack.unpack_release(str(tmp_path / "code.tar"), str(code), group) == "unpacked"
+    assert (code.parent / "commit").read_text() == commit + "\n"
+    assert (code / "wsgi.py").exists()
+    plain = tmp_path / "home/releases/4567/code"
+    assert unpack.unpack_release(archive(tmp_path, member("./wsgi.py")), str(plain), group) == "unpacked"
+    assert not (plain.parent / "commit").exists()
