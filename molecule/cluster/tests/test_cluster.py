@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import subprocess
 import textwrap
@@ -112,11 +113,17 @@ def test_without_the_firewall_the_launcher_still_refuses_strangers():
     assert W1.run("nft list set inet pyhost_scgi remote_ports").rc == 0
 
 
-def test_a_stopped_worker_costs_no_request():
+def test_a_stopped_worker_costs_no_request_and_the_status_shows_it_on_both_sides():
     W1.check_output("systemctl stop scgi-shop.socket scgi-shop.service")
     try:
         answers = through_front_end("shop.test", "/ping/", 500, 8)
         assert [status for status, _body in answers].count(200) == 500, answers[:5]
+        # status.yml: the worker says the app is stopped, the front end that it routes to the other worker only.
+        status, output = run_playbook("playbooks/status.yml")
+        assert status == 0, output[-3000:]
+        assert re.search(r"shop +stopped ", output), output[-3000:]
+        assert re.search(r"shop +172\.30\.77\.11:4001 refused, 172\.30\.77\.12:4001 up", output), output[-3000:]
+        assert re.search(r"hello +172\.30\.77\.11:4002 up", output), output[-3000:]
     finally:
         start_shop_again(W1)
 

@@ -7,6 +7,8 @@ import http.client
 import json
 import os
 import re
+import socket
+import ssl
 import subprocess
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +20,8 @@ HOST_NAME = RUNNER.get_hosts("scgi_frontends")[0]
 APPS: list[dict[str, Any]] = RUNNER.get_variables(HOST_NAME)["scgi_apps"]
 WEB_GROUP = "www-data"
 PROJECT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
+# The scenario's test CA, which signed the operator certificates (prepare.yml).
+TEST_CA = f"{os.environ.get('MOLECULE_EPHEMERAL_DIRECTORY', '')}/tls/ca.crt"
 HELLO = f"{PROJECT}/molecule/resources/apps/hello"
 
 
@@ -25,7 +29,8 @@ def kind(app: dict[str, Any]) -> str:
     """What the app is: the Django demo, the Flask notes app, or hello (plain WSGI)."""
     if app.get("django"):
         return "django"
-    return "flask" if app["source"]["path"].endswith("/notes") else "hello"
+    source = app["source"].get("path") or app["source"]["git"]["repo"]
+    return "flask" if source.endswith("/notes") else "hello"
 
 
 DJANGO_APPS = [app for app in APPS if kind(app) == "django"]
@@ -87,10 +92,64 @@ class Response:
         return json.loads(self.body)
 
 
+def https(app: dict[str, Any]) -> bool:
+    """Whether the tests reach the app over HTTPS: its site has a certificate here (mod_md's ACME sites have
+    none, with no ACME CA to answer: they are reached over HTTP)."""
+    return bool(app.get("tls")) and app["tls"]["certificate"] != "acme"
+
+
+def scheme(app: dict[str, Any]) -> str:
+    return "https" if https(app) else "http"
+
+
+_CONTEXTS: dict[str, ssl.SSLContext] = {}
+
+
+def tls_context(app: dict[str, Any]) -> ssl.SSLContext:
+    """A client context that trusts the site's certificate alone: the test CA's, or the self-signed one
+    the host made (read from the host), and checks that it names the host."""
+    site = app["server_name"]
+    if site not in _CONTEXTS:
+        context = ssl.create_default_context()
+        if app["tls"]["certificate"] == "files":
+            context.load_verify_locations(TEST_CA)
+        else:
+            pem = subprocess.run(["docker", "exec", HOST_NAME, "openssl", "x509", "-in",
+                                  f"/etc/apache2/pyhost-scgi-tls/scgi-site-{site}.pem"],
+                                 check=True, capture_output=True, text=True, timeout=30).stdout
+            context.load_verify_locations(cadata=pem)
+        _CONTEXTS[site] = context
+    return _CONTEXTS[site]
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to the container's address, with SNI and certificate check for the host name asked for."""
+
+    def __init__(self, server_hostname: str, context: ssl.SSLContext) -> None:
+        super().__init__(IP, 443, timeout=30, context=context)
+        self._server_hostname = server_hostname
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self._server_hostname)
+
+
+def connect(app: dict[str, Any], plain: bool = False) -> socket.socket:
+    """A raw connection to Apache for the app: TLS-wrapped where the tests reach it over HTTPS."""
+    sock = socket.create_connection((IP, 443 if https(app) and not plain else 80), timeout=30)
+    if https(app) and not plain:
+        return tls_context(app).wrap_socket(sock, server_hostname=app["server_name"])
+    return sock
+
+
 def fetch(app: dict[str, Any], path: str, method: str = "GET", body: bytes | None = None,
-          headers: dict[str, str] | None = None, host: str | None = None) -> Response:
-    """One request to Apache, with the app's Host header; redirects are not followed."""
-    conn = http.client.HTTPConnection(IP, 80, timeout=30)
+          headers: dict[str, str] | None = None, host: str | None = None, plain: bool = False) -> Response:
+    """One request to Apache, with the app's Host header, over HTTPS for an app served so (plain: over
+    HTTP all the same); redirects are not followed."""
+    if https(app) and not plain:
+        conn: http.client.HTTPConnection = _HTTPSConnection(host or app["server_name"], tls_context(app))
+    else:
+        conn = http.client.HTTPConnection(IP, 80, timeout=30)
     try:
         conn.request(method, path, body=body, headers={"Host": host or app["server_name"], **(headers or {})})
         resp = conn.getresponse()
@@ -109,7 +168,12 @@ def static_url(app: dict[str, Any]) -> str:
 
 def public_location(app: dict[str, Any], path: str) -> str:
     """The Location a redirect to PATH carries: mod_scgi needs it absolute."""
-    return f"http://{app['server_name']}{path}" if app.get("apache_client") == "mod_scgi" else path
+    return f"{scheme(app)}://{app['server_name']}{path}" if app.get("apache_client") == "mod_scgi" else path
+
+
+def origin(app: dict[str, Any]) -> str:
+    """The Origin header a browser sends with a form of the app (Django checks it over HTTPS)."""
+    return f"{scheme(app)}://{app['server_name']}"
 
 
 def path_of(location: str) -> str:

@@ -4,6 +4,7 @@ no request fails."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import threading
 import time
 import uuid
@@ -28,6 +29,28 @@ LOAD_REQUESTS = 1_000_000
 def release_path(app: dict[str, Any]) -> str:
     """A page of the app that says which release served it (release.txt, see the apps)."""
     return mount(app) + {"django": "echo/", "flask": "sleep", "hello": ""}[kind(app)]
+
+
+def new_release(app: dict[str, Any], code, release: str) -> dict[str, Any]:
+    """The app's code with a release.txt of RELEASE, as the source of a new release: a copy of its source
+    directory, or for a git source a new commit on a branch of its repository (git's `version`)."""
+    if "git" not in app["source"]:
+        shutil.copytree(app["source"]["path"], code, ignore=shutil.ignore_patterns("__pycache__", "db.sqlite3"))
+        (code / "release.txt").write_text(release + "\n", encoding="utf-8")
+        return {"path": str(code)}
+    repo = app["source"]["git"]["repo"]
+    git = ["git", "-C", str(code), "-c", "user.name=molecule", "-c", "user.email=molecule@invalid"]
+    subprocess.run(["git", "clone", "--quiet", repo, str(code)], check=True, timeout=60)
+    (code / "release.txt").write_text(release + "\n", encoding="utf-8")
+    for command in (["add", "release.txt"], ["commit", "--quiet", "-m", f"release {release}"],
+                    ["push", "--quiet", "origin", f"HEAD:refs/heads/release-{release}"]):
+        subprocess.run([*git, *command], check=True, timeout=60)
+    return {"git": {"repo": repo, "version": f"release-{release}"}}
+
+
+def head_commit(app: dict[str, Any]) -> str:
+    return subprocess.run(["git", "-C", app["source"]["git"]["repo"], "rev-parse", f"{app['source']['git']['version']}^{{commit}}"],
+                          check=True, capture_output=True, text=True, timeout=30).stdout.strip()
 
 
 def load(stop: threading.Event) -> dict[str, list[tuple[float, object, object]]]:
@@ -100,11 +123,8 @@ def test_new_releases_deployed_then_rolled_back_under_load_fail_no_request(host,
     scenario = {app["name"]: None for app in APPS}
     releases, apps = {}, []
     for app in APPS:
-        code = tmp_path / app["name"]
-        shutil.copytree(app["source"]["path"], code, ignore=shutil.ignore_patterns("__pycache__", "db.sqlite3"))
         releases[app["name"]] = uuid.uuid4().hex
-        (code / "release.txt").write_text(releases[app["name"]] + "\n", encoding="utf-8")
-        apps.append({**app, "source": {"path": str(code)}})
+        apps.append({**app, "source": new_release(app, tmp_path / app["name"], releases[app["name"]])})
     before = main_pids(host)
 
     rolled_back = False
@@ -116,6 +136,12 @@ def test_new_releases_deployed_then_rolled_back_under_load_fail_no_request(host,
         deployed = main_pids(host)
         assert not set(before) & set(deployed)
         assert_switched_once(answers, scenario, releases)
+        # A git source went live at the commit its version named, which the release records.
+        for app in apps:
+            if "git" in app["source"]:
+                live = host.file(f"/srv/scgi/{app['name']}/current").linked_to
+                assert host.file(f"{live}/commit").content_string.strip() == head_commit(app), app["name"]
+        assert "PRIVATE KEY" not in output
 
         # Back to the scenario's releases, kept on the host: no download, no pip.
         names = ",".join(app["name"] for app in APPS)

@@ -25,19 +25,21 @@ from conftest import (
     DJANGO_APPS,
     FLASK_APPS,
     HOST_NAME,
-    IP,
     PLAIN_APPS,
     SHARED_SITES,
     WEB_GROUP,
+    connect,
     cookies,
     fetch,
     ids,
     kind,
     mount,
+    origin,
     path_of,
     port_of,
     probe_path,
     public_location,
+    scheme,
     sleep_path,
     static_url,
 )
@@ -90,7 +92,8 @@ def test_django_form_post_with_csrf(app):
     assert form.status == 200
     cookie = re.search(r"csrftoken=([^;]+)", form.headers["Set-Cookie"]).group(1)
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
-    headers = {"Cookie": f"csrftoken={cookie}", "Content-Type": "application/x-www-form-urlencoded"}
+    headers = {"Cookie": f"csrftoken={cookie}", "Content-Type": "application/x-www-form-urlencoded",
+               "Origin": origin(app)}
     refused = fetch(app, mount(app) + "form/", method="POST", body=b"message=hi", headers=headers)
     assert refused.status == 403
     said = fetch(app, mount(app) + "form/", method="POST",
@@ -136,7 +139,7 @@ def test_plain_wsgi_post_query_and_non_ascii_path(app):
 def test_plain_wsgi_redirect_location_is_public_url(app):
     resp = fetch(app, mount(app) + "redirect")
     assert resp.status == 302
-    assert resp.headers["Location"] == f"http://{app['server_name']}{mount(app)}target"
+    assert resp.headers["Location"] == f"{scheme(app)}://{app['server_name']}{mount(app)}target"
 
 
 @pytest.mark.parametrize("app", PLAIN_APPS, ids=ids(PLAIN_APPS))
@@ -216,7 +219,7 @@ def test_slow_clients_through_apache_do_not_hold_the_apps_workers(app):
     stalled = []
     try:
         for _worker in range(_children(app)):
-            sock = socket.create_connection((IP, 80), timeout=30)
+            sock = connect(app)
             sock.sendall(f"POST {probe_path(app)} HTTP/1.1\r\nHost: {app['server_name']}\r\n"
                          "Content-Type: text/plain\r\nContent-Length: 1000000\r\n\r\nx".encode())
             stalled.append(sock)
@@ -261,7 +264,7 @@ def test_static_file_is_served_by_apache_even_with_the_app_stopped(host, app):
 
 
 def test_unknown_host_gets_404_from_apache():
-    resp = fetch(APPS[0], "/", host="unknown.invalid")
+    resp = fetch(APPS[0], "/", host="unknown.invalid", plain=True)
     assert resp.status == 404
     assert resp.headers["Server"] == "Apache"
 
@@ -300,7 +303,8 @@ def test_django_admin_login_flow_stays_on_public_urls(host, app):
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
     signed_in = fetch(app, login_url, method="POST",
                       body=f"csrfmiddlewaretoken={token}&username=molecule&password=molecule-pw&next={quote(admin)}".encode(),
-                      headers={"Cookie": f"csrftoken={csrf}", "Content-Type": "application/x-www-form-urlencoded"})
+                      headers={"Cookie": f"csrftoken={csrf}", "Content-Type": "application/x-www-form-urlencoded",
+                               "Origin": origin(app)})
     assert signed_in.status == 302
     assert signed_in.headers["Location"] == public_location(app, admin)
     session = cookies(signed_in)["sessionid"]

@@ -148,8 +148,9 @@ def test_every_tag_runs_alone_in_check_mode_and_for_real(host):
 
 NEIGHBOUR = APPS[0]
 KEEPER_PORT = 4777
+# It shares NEIGHBOUR's site: the same aliases and TLS settings.
 KEEPER = {"name": "keeper", "server_name": NEIGHBOUR["server_name"],
-          "server_aliases": NEIGHBOUR.get("server_aliases", []), "source": {"path": HELLO},
+          "server_aliases": NEIGHBOUR.get("server_aliases", []), "tls": NEIGHBOUR.get("tls"), "source": {"path": HELLO},
           "wsgi": "hello:application", "mount": "/keeper/", "listen": f"127.0.0.1:{KEEPER_PORT}"}
 # The TCP ports of the scenario's apps, which runs for keeper alone must keep closed to strangers.
 TCP_PORTS = sorted(port_of(app) for app in APPS if app.get("listen", "unix") != "unix")

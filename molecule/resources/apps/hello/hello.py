@@ -159,5 +159,8 @@ def application(environ, start_response):
         "greeting": os.environ.get("HELLO_GREETING"),
         "release": RELEASE,
         "has_token": bool(os.environ.get("HELLO_TOKEN")),
+        # What the server says about the client's connection (HTTPS behind mod_ssl).
+        "url_scheme": environ["wsgi.url_scheme"],
+        "https": environ.get("HTTPS"),
     }
     return _json(start_response, payload)

@@ -39,4 +39,5 @@ def add_note():
 def sleep():
     started = time.time()
     time.sleep(float(request.args.get("seconds", "0")))
-    return jsonify(pid=os.getpid(), thread=threading.get_ident(), started=started, ended=time.time(), release=RELEASE)
+    return jsonify(pid=os.getpid(), thread=threading.get_ident(), started=started, ended=time.time(), release=RELEASE,
+                   secure=request.is_secure, absolute=url_for("index", _external=True))

@@ -59,6 +59,9 @@ def echo(request):
             # Whether the session (a login made on another worker, say) is valid here.
             "authenticated": request.user.is_authenticated,
             "release": RELEASE,
+            # HTTPS as Django sees it: secure cookies, CSRF and absolute URLs rest on it.
+            "secure": request.is_secure(),
+            "absolute": request.build_absolute_uri(),
         }
     )
 
