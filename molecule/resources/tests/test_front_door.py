@@ -161,6 +161,13 @@ if ACME_APPS:
         conf = host.file("/etc/apache2/conf-enabled/pyhost-scgi-tls.conf").content_string
         assert "MDCertificateAgreement accepted" in conf and "MDCertificateAuthority https://127.0.0.1:14000/dir" in conf
         assert host.file("/etc/apache2/mods-enabled/md.load").exists
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        with context.wrap_socket(socket.create_connection((IP, 443), timeout=30),
+                                 server_hostname=app["server_name"]) as sock:
+            assert b"Apache Managed Domain Fallback" in sock.getpeercert(binary_form=True)
+            sock.sendall(f"GET {mount(app)} HTTP/1.1\r\nHost: {app['server_name']}\r\nConnection: close\r\n\r\n".encode())
+            assert sock.makefile("rb").readline().startswith(b"HTTP/1.1 503 ")
 
 
 def test_each_app_has_its_access_log_with_durations_and_logrotate_rotates_it(host):
