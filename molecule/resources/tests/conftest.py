@@ -102,24 +102,29 @@ def scheme(app: dict[str, Any]) -> str:
     return "https" if https(app) else "http"
 
 
-_CONTEXTS: dict[str, ssl.SSLContext] = {}
+_TRUSTED: dict[str, str] = {}
+
+
+def trusted_pem(app: dict[str, Any]) -> str:
+    """The one certificate the tests trust for the app's site: the test CA's, or the self-signed one the host
+    made (read from the host)."""
+    site = app["server_name"]
+    if site not in _TRUSTED:
+        if app["tls"]["certificate"] == "files":
+            with open(TEST_CA, encoding="ascii") as ca:
+                _TRUSTED[site] = ca.read()
+        else:
+            _TRUSTED[site] = subprocess.run(["docker", "exec", HOST_NAME, "openssl", "x509", "-in",
+                                             f"/etc/apache2/pyhost-scgi-tls/scgi-site-{site}.pem"],
+                                            check=True, capture_output=True, text=True, timeout=30).stdout
+    return _TRUSTED[site]
 
 
 def tls_context(app: dict[str, Any]) -> ssl.SSLContext:
-    """A client context that trusts the site's certificate alone: the test CA's, or the self-signed one
-    the host made (read from the host), and checks that it names the host."""
-    site = app["server_name"]
-    if site not in _CONTEXTS:
-        context = ssl.create_default_context()
-        if app["tls"]["certificate"] == "files":
-            context.load_verify_locations(TEST_CA)
-        else:
-            pem = subprocess.run(["docker", "exec", HOST_NAME, "openssl", "x509", "-in",
-                                  f"/etc/apache2/pyhost-scgi-tls/scgi-site-{site}.pem"],
-                                 check=True, capture_output=True, text=True, timeout=30).stdout
-            context.load_verify_locations(cadata=pem)
-        _CONTEXTS[site] = context
-    return _CONTEXTS[site]
+    """A client context that trusts trusted_pem(app) alone, and checks that the certificate names the host."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cadata=trusted_pem(app))
+    return context
 
 
 class _HTTPSConnection(http.client.HTTPSConnection):

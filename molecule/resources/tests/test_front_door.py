@@ -26,6 +26,7 @@ from conftest import (
     origin,
     run_playbook,
     tls_context,
+    trusted_pem,
 )
 
 testinfra_hosts = [HOST_NAME]
@@ -107,11 +108,10 @@ def test_a_name_no_certificate_covers_gets_404_over_https_too():
 @pytest.mark.parametrize("app", HTTPS_APPS, ids=ids(HTTPS_APPS))
 def test_http2_end_to_end_with_curl(app):
     """curl on this machine, through the container's Apache, ALPN h2, the site's own certificate checked."""
-    pem = tls_context(app).get_ca_certs(binary_form=True)[0]
     result = subprocess.run(
         ["curl", "--silent", "--show-error", "--http2", "--cacert", "/dev/stdin", "--resolve", f"{app['server_name']}:443:{IP}",
          "--write-out", "\n%{http_version} %{response_code}", f"https://{app['server_name']}{scheme_page(app)}"],
-        input=ssl.DER_cert_to_PEM_cert(pem), capture_output=True, text=True, timeout=30, check=False)
+        input=trusted_pem(app), capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 0, result.stderr
     print(result.stdout.splitlines()[-1])
     assert result.stdout.splitlines()[-1] == "2 200", result.stdout[-500:]
@@ -120,8 +120,7 @@ def test_http2_end_to_end_with_curl(app):
 def handshake(app: dict[str, Any], versions: tuple[ssl.TLSVersion, ssl.TLSVersion], ciphers: str) -> str:
     """A TLS handshake with Apache for the app's site, limited to these versions (lowest, highest) and TLS 1.2
     ciphers; the version agreed."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.load_verify_locations(cadata=tls_context(app).get_ca_certs(binary_form=True)[0])
+    context = tls_context(app)
     context.minimum_version, context.maximum_version = versions
     context.set_ciphers(ciphers)
     with context.wrap_socket(socket.create_connection((IP, 443), timeout=30), server_hostname=app["server_name"]) as sock:
