@@ -50,7 +50,7 @@ PROC_NET_TCP = """\
 # tcp6: one more connection to 8010, over ::ffff:127.0.0.1.
 PROC_NET_TCP6 = """\
   sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0000000000000000FFFF00000100007F:1F4A 0000000000000000FFFF00000100007F:B000 01 00000000:00000000 00:00000000 00000000  1001        0 4001 1 0 20 4 30 10 -1
+   0: 0000000000000000FFFF00000100007F:1F4A 0000000000000000FFFF00000100007F:B000 01 00000000:00000000 00:00000000 00000000  1001 0 4001 1 0 20 4 30 10 -1
 """
 
 SERVING = "serving demo.wsgi:application (scgi, threaded, max 4 threads, max-requests 0)"
@@ -293,8 +293,8 @@ def test_the_last_matching_lines_come_oldest_first_from_a_file_read_backwards(tm
     # Many lines, no newline at the end, and blocks smaller than a line: every line comes out whole.
     log.write_text("\n".join(ACCESS_LOG * 400))
     assert list(status.lines_from_end(str(log), block=7))[:5] == ACCESS_LOG[::-1]
-    assert status.last_matching(str(log), status.answered_5xx, 4) == [ACCESS_LOG[4], ACCESS_LOG[1], ACCESS_LOG[3],
-                                                                        ACCESS_LOG[4]]
+    expected = [ACCESS_LOG[4], ACCESS_LOG[1], ACCESS_LOG[3], ACCESS_LOG[4]]
+    assert status.last_matching(str(log), status.answered_5xx, 4) == expected
     assert status.last_matching(str(log), lambda line: "nothing" in line, 4) == []
     assert status.last_matching(str(tmp_path / "missing.log"), status.answered_5xx, 4) is None
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import socket
 import subprocess
 import time
 import uuid
