@@ -87,7 +87,7 @@ RESERVED_NAMES = frozenset(
 KNOWN_KEYS = frozenset(
     "name state server_name server_aliases source requirements packages wsgi django protocol method "
     "max_children max_requests listen mount apache_client static media env secret_env unit_settings "
-    "memory_max cpu_quota tasks_max keep_data max_body read_timeout drain_timeout workers uid tls".split()
+    "memory_max cpu_quota tasks_max keep_data max_body read_timeout drain_timeout workers uid tls concurrency".split()
 )
 
 DEFAULTS: dict[str, Any] = {
@@ -116,7 +116,10 @@ DEFAULTS: dict[str, Any] = {
     "read_timeout": 60,
     "drain_timeout": 30,
     "tls": None,
+    "concurrency": "auto",
 }
+# An app's share of Apache (concurrency): requests in flight to it at once.
+MAX_CONCURRENCY = 10000
 MEMORY_RE = re.compile(r"\d+[KMGT]?")
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 # Apache's LimitRequestBody takes at most 2 GiB.
@@ -480,6 +483,10 @@ def _complete(raw: Any, source_root: str | None) -> dict[str, Any]:
                                           or not isinstance(app["max_children"], int) or app["max_children"] < 1):
         raise AppError(name, "max_children", f"{app['max_children']!r} must be 'auto' or a whole number >= 1")
     _whole_number(name, "max_requests", app["max_requests"], 0)
+    if app["concurrency"] != "auto" and (isinstance(app["concurrency"], bool) or not isinstance(app["concurrency"], int)
+                                         or not 0 <= app["concurrency"] <= MAX_CONCURRENCY):
+        raise AppError(name, "concurrency", f"{app['concurrency']!r} must be 'auto' or a whole number from 0 (no limit) "
+                       f"to {MAX_CONCURRENCY}")
     _whole_number(name, "read_timeout", app["read_timeout"], 1)
     _whole_number(name, "drain_timeout", app["drain_timeout"], 0)
     app["max_body"] = _body_size(name, app["max_body"])
@@ -651,6 +658,29 @@ def scgi_apps(apps: Any, warn: bool = False, source_root: str | None = None,
     return completed
 
 
+def scgi_budgets(apps: list[dict[str, Any]], cpus: dict[str, int]) -> dict[str, int]:
+    """How many requests each present app may have in flight through one front end at once, by app name.
+
+    An app's concurrency, or with 'auto' twice what its workers serve at once: max_children on each of its
+    worker hosts ('auto' there is the host's CPUs + 2, as the launcher counts; cpus maps each host to its
+    CPU count). Up to its capacity a request is served at once, as many again wait in the app's socket for a
+    free child (a burst), and Apache answers the rest 503 at once. An app with concurrency 0 has no budget and
+    is left out.
+    """
+    budgets = {}
+    for app in apps:
+        if app["state"] != "present" or app["concurrency"] == 0:
+            continue
+        if app["concurrency"] != "auto":
+            budgets[app["name"]] = app["concurrency"]
+            continue
+        hosts = app.get("worker_hosts") or [None]
+        capacity = sum(app["max_children"] if app["max_children"] != "auto" else cpus.get(host, 1) + 2
+                       for host in hosts)
+        budgets[app["name"]] = 2 * capacity
+    return budgets
+
+
 def scgi_path(name: str) -> str:
     """A host-wide path of the collection's layout, by name (see HOST_PATHS)."""
     if name not in HOST_PATHS:
@@ -675,4 +705,4 @@ class FilterModule:
     """Ansible entry point."""
 
     def filters(self) -> dict[str, Any]:
-        return {"scgi_apps": scgi_apps, "scgi_path": scgi_path, "scgi_units": scgi_units}
+        return {"scgi_apps": scgi_apps, "scgi_budgets": scgi_budgets, "scgi_path": scgi_path, "scgi_units": scgi_units}

@@ -349,6 +349,10 @@ def test_sources_are_not_looked_up_without_a_root_nor_for_absent_apps(tmp_path):
         ([app(protocol="http")], "app 'blog', field 'protocol'"),
         ([app(method="forking")], "app 'blog', field 'method'"),
         ([app(max_children=0)], "field 'max_children'"),
+        ([app(concurrency=-1)], "field 'concurrency': -1 must be 'auto' or a whole number from 0 (no limit) to 10000"),
+        ([app(concurrency="8")], "field 'concurrency': '8' must be 'auto'"),
+        ([app(concurrency=True)], "field 'concurrency': True must be 'auto'"),
+        ([app(concurrency=10001)], "field 'concurrency': 10001 must be"),
         ([app(max_requests=-1)], "field 'max_requests'"),
         (
             [app(listen="0.0.0.0:4000")],
@@ -400,6 +404,23 @@ def test_mistakes_name_the_app_and_the_field(apps, message):
     with pytest.raises(AnsibleFilterError) as error:
         scgi_apps(apps)
     assert message in str(error.value)
+
+
+def test_budgets_are_twice_what_the_workers_serve_unless_set():
+    groups = {"scgi_workers": ["w1", "w2"], "scgi_frontends": ["fe"]}
+    apps = scgi_apps([app(name="fixed", max_children=3, listen=4001, media={"shared": False}),
+                      app(name="cores", server_name="cores.example.org", listen=4002, media={"shared": False}),
+                      app(name="mine", server_name="mine.example.org", concurrency=5, listen=4003,
+                          media={"shared": False}),
+                      app(name="free", server_name="free.example.org", concurrency=0, listen=4004,
+                          media={"shared": False}),
+                      {"name": "gone", "state": "absent"}], groups=groups)
+    # fixed: 3 on each of two workers; cores: auto = CPUs + 2 on each (w2 unknown: 1 CPU).
+    assert scgi_apps_filter.scgi_budgets(apps, {"w1": 4}) == {"fixed": 12, "cores": 2 * (6 + 3), "mine": 5}
+
+
+def test_a_budget_on_one_host_without_groups():
+    assert scgi_apps_filter.scgi_budgets(scgi_apps([app(max_children=4)]), {}) == {"blog": 8}
 
 
 def test_scgi_units_reads_systemctl_show_blocks_by_id_in_any_property_order():

@@ -1,0 +1,78 @@
+"""A flood of slow requests to one app while another is measured: what the Molecule scenarios use to show that one
+app never takes the others down. Bounded in clients, time and requests; it sends only what its callers send."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+# One request: its status and its Retry-After header (None where there is none); an exception is an error.
+Request = Callable[[], tuple[int, str | None]]
+
+
+@dataclass
+class Answers:
+    statuses: list[int | str] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    retry_after: list[str | None] = field(default_factory=list)
+
+    def add(self, status: int | str, seconds: float, retry_after: str | None) -> None:
+        self.statuses.append(status)
+        self.seconds.append(seconds)
+        self.retry_after.append(retry_after)
+
+    def of(self, status: int) -> list[int]:
+        return [index for index, got in enumerate(self.statuses) if got == status]
+
+
+def _timed(request: Request) -> tuple[int | str, float, str | None]:
+    start = time.monotonic()
+    try:
+        status, retry_after = request()
+    except Exception as error:  # noqa: BLE001 - every failure counts, by its kind
+        status, retry_after = type(error).__name__, None
+    return status, time.monotonic() - start, retry_after
+
+
+def flood(flooded: Request, probe: Request, clients: int, seconds: float) -> tuple[Answers, Answers]:
+    """For `seconds`, `clients` clients ask `flooded` again and again (after a 503, once its Retry-After has
+    passed, as a well-behaved client does), while two clients ask `probe` again and again. Returns the flood's
+    answers and the probe's. No request outlives seconds + the requests' own timeout."""
+    lock = threading.Lock()
+    flood_answers, probe_answers = Answers(), Answers()
+    end = time.monotonic() + seconds
+
+    def flood_client() -> None:
+        while time.monotonic() < end:
+            status, took, retry_after = _timed(flooded)
+            with lock:
+                flood_answers.add(status, took, retry_after)
+            if status == 503:
+                time.sleep(min(float(retry_after or 1), 2.0))
+
+    def probe_client() -> None:
+        while time.monotonic() < end:
+            status, took, retry_after = _timed(probe)
+            with lock:
+                probe_answers.add(status, took, retry_after)
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=flood_client, daemon=True) for _ in range(clients)]
+    threads += [threading.Thread(target=probe_client, daemon=True) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return flood_answers, probe_answers
+
+
+def seconds_until(request: Request, bound: float) -> float | None:
+    """How long until `request` answers 200 (polled every 0.2 s), or None if not within `bound` seconds."""
+    start = time.monotonic()
+    while time.monotonic() - start < bound:
+        if _timed(request)[0] == 200:
+            return time.monotonic() - start
+        time.sleep(0.2)
+    return None
