@@ -136,8 +136,12 @@ def test_a_hostile_archive_and_a_failing_pip_leave_their_apps_out_and_the_others
     greeting = "deployed beside a hostile archive"
     apps = [{**app, "env": {**app.get("env", {}), "HELLO_GREETING": greeting}} if app is HELLO_APP else app
             for app in APPS]
-    status, output = run_site(scgi_apps=[*apps, hostile, no_package])
+    # And a new app, whose site Apache has never served: the front ends serve it all the same.
+    neighbour = {"name": "neighbour", "server_name": "neighbour.test", "source": {"path": HELLO},
+                 "wsgi": "hello:application"}
+    status, output = run_site(scgi_apps=[*apps, hostile, no_package, neighbour])
     assert status != 0
+    assert fetch(neighbour, "/").json()["user"] == "neighbour"
     assert ("App hostile: its code was not unpacked. App nopackage: pip could not install its packages. "
             "The other apps were deployed.") in output, output[-3000:]
     assert "app nopackage: pip failed:" in output, output[-3000:]
@@ -149,7 +153,7 @@ def test_a_hostile_archive_and_a_failing_pip_leave_their_apps_out_and_the_others
     assert fetch(HELLO_APP, probe_path(HELLO_APP)).json()["greeting"] == greeting
     assert all_apps_answer()
     status, output = run_site(scgi_apps=[*APPS, {"name": "hostile", "state": "absent"},
-                                         {"name": "nopackage", "state": "absent"}])
+                                         {"name": "nopackage", "state": "absent"}, {"name": "neighbour", "state": "absent"}])
     assert status == 0, output[-3000:]
     assert not host.file("/srv/scgi/hostile").exists
     assert not host.file("/srv/scgi/nopackage").exists
