@@ -8,7 +8,9 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -18,6 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import testinfra
 import testinfra.utils.ansible_runner
+
+sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule/resources/tests"))
+from flood import flood, seconds_until  # noqa: E402 - the scenarios' shared flood, found through the line above
 
 FE, W1, W2, PG, OUT = (testinfra.get_host(f"docker://pyhost-cluster-{name}")
                        for name in ("fe1", "w1", "w2", "pg", "out"))
@@ -74,6 +79,37 @@ def test_the_shop_is_served_by_both_workers_and_hello_by_its_one():
     assert {(status, body["host"]) for status, body in answers} == {(200, "pyhost-cluster-w1")}
     assert not W2.file("/etc/systemd/system/scgi-hello.service").exists
     assert not W2.user("hello").exists
+
+
+def from_front_end(site: str, path: str) -> tuple[int, str | None]:
+    """One request through the front end's Apache, from this machine: its status and Retry-After."""
+    conn = http.client.HTTPConnection("172.30.77.10", 80, timeout=30)
+    try:
+        conn.request("GET", path, headers={"Host": site, "Connection": "close"})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status, resp.getheader("Retry-After")
+    finally:
+        conn.close()
+
+
+def test_a_flood_of_slow_requests_to_the_shop_leaves_hello_served_through_the_balancer():
+    budgets = "/etc/apache2/conf-enabled/pyhost-scgi-budgets.conf"
+    threads = int(FE.check_output(f"sed -n 's/^ *MaxRequestWorkers //p' {budgets}"))
+    # The shop's budget on the front end: twice its 3 processes on each of its two workers.
+    assert FE.check_output(f"sed -n 's/^ *QS_EventRequestLimit pyhost_scgi_budget_shop //p' {budgets}") == "12"
+    flooded, measured = flood(lambda: from_front_end("shop.test", "/sleep/?seconds=5"),
+                              lambda: from_front_end("hello.test", "/"), clients=2 * threads, seconds=12)
+    # hello, on w1 beside the shop, was served throughout (before budgets: not once in the flood).
+    assert Counter(measured.statuses) == {200: len(measured.statuses)}, Counter(measured.statuses)
+    assert len(measured.statuses) >= 20
+    assert max(measured.seconds) < 5
+    assert set(flooded.statuses) <= {200, 503}, Counter(flooded.statuses)
+    refused = flooded.of(503)
+    assert refused and {flooded.retry_after[index] for index in refused} == {"1"}
+    assert statistics.quantiles([flooded.seconds[index] for index in refused], n=100)[98] < 1
+    assert 0 < len(flooded.of(200)) <= 12 * (12 // 5 + 2)
+    assert seconds_until(lambda: from_front_end("shop.test", "/echo/"), 30) is not None
 
 
 def test_the_outsider_gets_nothing_from_any_app_port():
@@ -308,6 +344,62 @@ def test_a_rolling_rollback_under_load_fails_no_request_and_puts_the_scenarios_r
     assert unit_time(W2, "ActiveExitTimestamp") > unit_time(W1, "ActiveEnterTimestamp")
     served = {(body["host"], body["release"]) for _status, body in through_front_end("shop.test", "/echo/", 20, 4)}
     assert served == {(name, None) for name in WORKERS}, output[-8000:]
+
+
+def new_release(app: dict, directory) -> str:
+    """Give app (in place) a copy of its code with a release.txt the app reports; return the release."""
+    code = directory / app["name"]
+    shutil.copytree(app["source"]["path"], code, ignore=shutil.ignore_patterns("__pycache__", "db.sqlite3"))
+    release = uuid.uuid4().hex
+    (code / "release.txt").write_text(release + "\n")
+    app["source"] = {"path": str(code)}
+    return release
+
+
+def test_a_fifo_in_one_apps_static_files_leaves_them_as_they_were_and_the_shop_deploys(tmp_path):
+    shop, hello = scenario_apps()
+    release = new_release(shop, tmp_path)
+    # hello's static files are the app's own directory: its code can put a FIFO there at run time.
+    W1.check_output("runuser -u hello -- mkfifo /srv/scgi/hello/static/pipe")
+    try:
+        rc, output = run_site([shop, hello])
+    finally:
+        W1.check_output("rm -f /srv/scgi/hello/static/pipe")
+    assert rc != 0
+    assert "App hello: a front end refused its static files. The other apps were deployed." in output, output[-3000:]
+    assert "app hello: the static archive is refused: './pipe': a FIFO" in output, output[-3000:]
+    # The front end kept hello's static files, served them, and served the shop's new release from both workers.
+    assert not FE.file("/srv/scgi/hello/static/pipe").exists
+    assert through_front_end("hello.test", "/static/hello.txt")[0][0] == 200
+    served = {(body["host"], body["release"]) for _status, body in through_front_end("shop.test", "/echo/", 20, 4)}
+    assert served == {(name, release) for name in WORKERS}
+
+
+def test_a_rolling_deploy_that_one_app_fails_stops_there_with_the_other_app_back_in_the_balancer(tmp_path):
+    shop, hello = scenario_apps()
+    del hello["workers"]  # hello on both workers, as the shop
+    rc, output = run_site([shop, hello])
+    assert rc == 0, output[-3000:]
+    release = new_release(hello, tmp_path)
+    broken = {**shop, "wsgi": "demo.wsgi:no_such_callable"}
+    try:
+        (rc, output), answers = under_load(lambda: run_site([broken, hello], scgi_rolling_batch=1))
+        assert rc != 0
+        assert "App shop did not load its code (demo.wsgi:no_such_callable)" in output, output[-3000:]
+        # Nothing failed under load: the shop that did not load on w1 stayed out of the balancer.
+        assert Counter(status for _site, status, _worker, _release in answers) == {200: len(answers)}
+        # The roll stopped at w1; hello came back there, and the front end sends it requests again.
+        assert W1.run("nft list set inet pyhost_scgi draining").stdout.count("4002") == 0
+        assert "4001" in W1.check_output("nft list set inet pyhost_scgi draining")
+        served = {(body["host"], body["release"]) for _status, body in through_front_end("hello.test", "/", 20, 4)}
+        assert ("pyhost-cluster-w1", release) in served and ("pyhost-cluster-w2", None) in served, served
+        assert {body["host"] for _status, body in through_front_end("shop.test", "/echo/", 20, 4)} == {"pyhost-cluster-w2"}
+    finally:
+        shop, hello = scenario_apps()
+        rc, output = run_site([shop, hello])
+        assert rc == 0, output[-3000:]
+    # The next run put the shop on w1 back into the balancer.
+    start_shop_again()
 
 
 def test_a_killed_worker_costs_at_most_the_requests_in_flight_on_it():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import statistics
+import subprocess
 import tarfile
 import time
 from collections import Counter
@@ -136,12 +137,20 @@ def test_a_hostile_archive_and_a_failing_pip_leave_their_apps_out_and_the_others
     greeting = "deployed beside a hostile archive"
     apps = [{**app, "env": {**app.get("env", {}), "HELLO_GREETING": greeting}} if app is HELLO_APP else app
             for app in APPS]
+    # An app whose git branch is gone: only its own deploy fails.
+    repository = tmp_path / "nobranch.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", str(repository)], check=True, timeout=60)
+    no_branch = {"name": "nobranch", "server_name": "nobranch.test", "wsgi": "hello:application",
+                 "source": {"git": {"repo": f"file://{repository}", "version": "deleted-branch"}}}
     # And a new app, whose site Apache has never served: the front ends serve it all the same.
     neighbour = {"name": "neighbour", "server_name": "neighbour.test", "source": {"path": HELLO},
                  "wsgi": "hello:application"}
-    status, output = run_site(scgi_apps=[*apps, hostile, no_package, neighbour])
+    status, output = run_site(scgi_apps=[*apps, no_branch, hostile, no_package, neighbour])
     assert status != 0
     assert fetch(neighbour, "/").json()["user"] == "neighbour"
+    assert "App nobranch: its git source could not be fetched." in output, output[-3000:]
+    assert "field 'source.git.version': deleted-branch is not a branch, tag or commit of" in output
+    assert not host.file("/srv/scgi/nobranch/code").exists
     assert ("App hostile: its code was not unpacked. App nopackage: pip could not install its packages. "
             "The other apps were deployed.") in output, output[-3000:]
     assert "app nopackage: pip failed:" in output, output[-3000:]
@@ -153,7 +162,8 @@ def test_a_hostile_archive_and_a_failing_pip_leave_their_apps_out_and_the_others
     assert fetch(HELLO_APP, probe_path(HELLO_APP)).json()["greeting"] == greeting
     assert all_apps_answer()
     status, output = run_site(scgi_apps=[*APPS, {"name": "hostile", "state": "absent"},
-                                         {"name": "nopackage", "state": "absent"}, {"name": "neighbour", "state": "absent"}])
+                                         {"name": "nopackage", "state": "absent"}, {"name": "neighbour", "state": "absent"},
+                                         {"name": "nobranch", "state": "absent"}])
     assert status == 0, output[-3000:]
     assert not host.file("/srv/scgi/hostile").exists
     assert not host.file("/srv/scgi/nopackage").exists
