@@ -3,10 +3,16 @@ app never takes the others down. Bounded in clients, time and requests; it sends
 
 from __future__ import annotations
 
+import re
+import statistics
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
+
+# Where the apache role writes each app's budget and Apache's thread count.
+BUDGETS = "/etc/apache2/conf-enabled/pyhost-scgi-budgets.conf"
 
 # One request: its status and its Retry-After header (None where there is none); an exception is an error.
 Request = Callable[[], tuple[int, str | None]]
@@ -76,3 +82,24 @@ def seconds_until(request: Request, bound: float) -> float | None:
             return time.monotonic() - start
         time.sleep(0.2)
     return None
+
+
+def budgets(conf: str) -> tuple[int, dict[str, int]]:
+    """Apache's worker threads and each app's budget, as the text of BUDGETS says."""
+    threads = int(re.search(r"^\s*MaxRequestWorkers (\d+)$", conf, re.MULTILINE).group(1))
+    return threads, {name: int(budget) for name, budget
+                     in re.findall(r"^\s*QS_EventRequestLimit pyhost_scgi_budget_(\w+) (\d+)$", conf, re.MULTILINE)}
+
+
+def assert_contained(flooded: Answers, measured: Answers, budget: int, seconds: float, slow: float) -> None:
+    """What a flood of `seconds` with requests of `slow` seconds must leave: the other app served throughout,
+    every request and none waiting long (without budgets: not once); the flooded app serving up to its budget,
+    and telling the rest at once (503, Retry-After) to come back later."""
+    assert Counter(measured.statuses) == {200: len(measured.statuses)}, Counter(measured.statuses)
+    assert len(measured.statuses) >= 20
+    assert max(measured.seconds) < slow
+    assert set(flooded.statuses) <= {200, 503}, Counter(flooded.statuses)
+    refused = flooded.of(503)
+    assert refused and {flooded.retry_after[index] for index in refused} == {"1"}
+    assert statistics.quantiles([flooded.seconds[index] for index in refused], n=100)[98] < 1
+    assert 0 < len(flooded.of(200)) <= budget * (seconds // slow + 2)
