@@ -140,15 +140,22 @@ def test_a_hostile_archive_and_a_failing_pip_leave_their_apps_out_and_the_others
     subprocess.run(["git", "init", "--quiet", "--bare", str(repository)], check=True, timeout=60)
     no_branch = {"name": "nobranch", "server_name": "nobranch.test", "wsgi": "hello:application",
                  "source": {"git": {"repo": f"file://{repository}", "version": "deleted-branch"}}}
+    # A Django app whose database is out of reach: its migrations fail, and only its own deploy.
+    django_app = DJANGO_APPS[0]
+    no_database = {"name": "nodatabase", "server_name": "nodatabase.test", "source": django_app["source"],
+                   "wsgi": django_app["wsgi"], "django": django_app["django"],
+                   "env": {"DEMO_DATABASE_HOST": "192.0.2.1"}}  # TEST-NET-1, and the sandbox allows localhost only
     # And a new app, whose site Apache has never served: the front ends serve it all the same.
     neighbour = {"name": "neighbour", "server_name": "neighbour.test", "source": {"path": HELLO},
                  "wsgi": "hello:application"}
-    status, output = run_site(scgi_apps=[*apps, no_branch, hostile, no_package, neighbour])
+    status, output = run_site(scgi_apps=[*apps, no_branch, hostile, no_package, no_database, neighbour])
     assert status != 0
     assert fetch(neighbour, "/").json()["user"] == "neighbour"
     assert "App nobranch: its git source could not be fetched." in output, output[-3000:]
     assert "field 'source.git.version': deleted-branch is not a branch, tag or commit of" in output
     assert not host.file("/srv/scgi/nobranch/code").exists
+    assert "App nodatabase: its database migrations failed." in output, output[-3000:]
+    assert not host.file("/etc/systemd/system/scgi-nodatabase.service").exists
     assert ("App hostile: its code was not unpacked. App nopackage: pip could not install its packages. "
             "The other apps were deployed.") in output, output[-3000:]
     assert "app nopackage: pip failed:" in output, output[-3000:]
@@ -161,7 +168,7 @@ def test_a_hostile_archive_and_a_failing_pip_leave_their_apps_out_and_the_others
     assert all_apps_answer()
     status, output = run_site(scgi_apps=[*APPS, {"name": "hostile", "state": "absent"},
                                          {"name": "nopackage", "state": "absent"}, {"name": "neighbour", "state": "absent"},
-                                         {"name": "nobranch", "state": "absent"}])
+                                         {"name": "nobranch", "state": "absent"}, {"name": "nodatabase", "state": "absent"}])
     assert status == 0, output[-3000:]
     assert not host.file("/srv/scgi/hostile").exists
     assert not host.file("/srv/scgi/nopackage").exists
