@@ -701,8 +701,25 @@ def scgi_units(show: str) -> dict[str, dict[str, str]]:
     return units
 
 
+def scgi_not_loaded(show: str, apps: list[dict[str, Any]]) -> dict[str, str]:
+    """The apps whose launcher reports that their code did not load, by name, each with a message for the run.
+
+    show is what `systemctl show --property=Id,StatusText` printed for the apps' services; a launcher that
+    could not import the app stays up, answering 503, with a status text starting "unavailable:".
+    """
+    units = scgi_units(show)
+    not_loaded = {}
+    for app in apps:
+        status = units.get(app["service"], {}).get("StatusText", "")
+        if status.startswith("unavailable:"):
+            not_loaded[app["name"]] = (f"App {app['name']} did not load its code ({app['wsgi']}): {status}. "
+                                       f"The traceback is in `journalctl -u {app['service']}`.")
+    return not_loaded
+
+
 class FilterModule:
     """Ansible entry point."""
 
     def filters(self) -> dict[str, Any]:
-        return {"scgi_apps": scgi_apps, "scgi_budgets": scgi_budgets, "scgi_path": scgi_path, "scgi_units": scgi_units}
+        return {"scgi_apps": scgi_apps, "scgi_budgets": scgi_budgets, "scgi_not_loaded": scgi_not_loaded,
+                "scgi_path": scgi_path, "scgi_units": scgi_units}

@@ -423,6 +423,17 @@ def test_a_budget_on_one_host_without_groups():
     assert scgi_apps_filter.scgi_budgets(scgi_apps([app(max_children=4)]), {}) == {"blog": 8}
 
 
+def test_scgi_not_loaded_names_the_apps_whose_launcher_answers_503():
+    apps = scgi_apps([app(), app(name="shop", server_name="shop.example.org", wsgi="shop.wsgi:app")])
+    show = ("Id=scgi-blog.service\nStatusText=serving blog.wsgi:application (prefork, max 4 processes)\n\n"
+            "Id=scgi-shop.service\nStatusText=unavailable: the app failed to load (ImportError), attempt 1; x\n")
+    assert scgi_apps_filter.scgi_not_loaded(show, apps) == {
+        "shop": "App shop did not load its code (shop.wsgi:app): unavailable: the app failed to load (ImportError), "
+                "attempt 1; x. The traceback is in `journalctl -u scgi-shop.service`.",
+    }
+    assert scgi_apps_filter.scgi_not_loaded("", apps) == {}
+
+
 def test_scgi_units_reads_systemctl_show_blocks_by_id_in_any_property_order():
     show = ("ActiveState=active\nId=scgi-blog.socket\nUnitFileState=enabled\n\n"
             "Id=scgi-blog.service\nStatusText=unavailable: the app failed to load (ImportError), attempt 1; x=y\n"
