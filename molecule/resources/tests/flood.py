@@ -3,6 +3,7 @@ app never takes the others down. Bounded in clients, time and requests; it sends
 
 from __future__ import annotations
 
+import random
 import re
 import statistics
 import threading
@@ -44,8 +45,9 @@ def _timed(request: Request) -> tuple[int | str, float, str | None]:
 
 def flood(flooded: Request, probe: Request, clients: int, seconds: float) -> tuple[Answers, Answers]:
     """For `seconds`, `clients` clients ask `flooded` again and again (after a 503, once its Retry-After has
-    passed, as a well-behaved client does), while two clients ask `probe` again and again. Returns the flood's
-    answers and the probe's. No request outlives seconds + the requests' own timeout."""
+    passed, as a well-behaved client does, each after its own share of another second, as clients that are not
+    in step would), while two clients ask `probe` again and again. Returns the flood's answers and the probe's.
+    No request outlives seconds + the requests' own timeout."""
     lock = threading.Lock()
     flood_answers, probe_answers = Answers(), Answers()
     end = time.monotonic() + seconds
@@ -56,7 +58,7 @@ def flood(flooded: Request, probe: Request, clients: int, seconds: float) -> tup
             with lock:
                 flood_answers.add(status, took, retry_after)
             if status == 503:
-                time.sleep(min(float(retry_after or 1), 2.0))
+                time.sleep(min(float(retry_after or 1), 2.0) + random.random())
 
     def probe_client() -> None:
         while time.monotonic() < end:
@@ -65,8 +67,8 @@ def flood(flooded: Request, probe: Request, clients: int, seconds: float) -> tup
                 probe_answers.add(status, took, retry_after)
             time.sleep(0.05)
 
-    threads = [threading.Thread(target=flood_client, daemon=True) for _ in range(clients)]
-    threads += [threading.Thread(target=probe_client, daemon=True) for _ in range(2)]
+    threads = [threading.Thread(target=flood_client, daemon=True) for _client in range(clients)]
+    threads += [threading.Thread(target=probe_client, daemon=True) for _probe in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
