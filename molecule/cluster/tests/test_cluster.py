@@ -21,7 +21,7 @@ import testinfra
 import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule/resources/tests"))
-from flood import BUDGETS, assert_contained, budgets, flood, seconds_until  # noqa: E402 - the scenarios' shared flood, found through the line above
+from flood import BUDGETS, assert_contained, budgets, flood, refused_microseconds, seconds_until  # noqa: E402 - the scenarios' shared flood, found through the line above
 
 FE, W1, W2, PG, OUT = (testinfra.get_host(f"docker://pyhost-cluster-{name}")
                        for name in ("fe1", "w1", "w2", "pg", "out"))
@@ -95,10 +95,13 @@ def from_front_end(site: str, path: str) -> tuple[int, str | None]:
 def test_a_flood_of_slow_requests_to_the_shop_leaves_hello_served_through_the_balancer():
     threads, budget = budgets(FE.file(BUDGETS).content_string)
     assert budget["shop"] == 2 * (3 + 3)  # twice its 3 processes on each of its two workers
+    access_log = "/var/log/apache2/scgi-shop-access.log"
+    logged = int(FE.check_output(f"stat -c %s {access_log}"))
     flooded, measured = flood(lambda: from_front_end("shop.test", "/sleep/?seconds=5"),
                               lambda: from_front_end("hello.test", "/"), clients=2 * threads, seconds=12)
+    refused = refused_microseconds(FE.check_output(f"tail -c +{logged + 1} {access_log}"))
     # hello, on w1 beside the shop, was served throughout.
-    assert_contained(flooded, measured, budget["shop"], seconds=12, slow=5)
+    assert_contained(flooded, measured, budget["shop"], seconds=12, slow=5, refused=refused)
     assert seconds_until(lambda: from_front_end("shop.test", "/echo/"), 30) is not None
 
 

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
 from conftest import APPS, DJANGO_APPS, HELLO, HOST_NAME, fetch, probe_path, run_site, site_vhost_path, sleep_path
-from flood import BUDGETS, assert_contained, budgets, flood, seconds_until
+from flood import BUDGETS, assert_contained, budgets, flood, refused_microseconds, seconds_until
 
 testinfra_hosts = [HOST_NAME]
 # The plain WSGI app of the scenario; its import obeys this file (see hello.py).
@@ -156,7 +156,9 @@ def test_a_hostile_archive_and_a_failing_pip_leave_their_apps_out_and_the_others
     assert not host.file("/srv/scgi/nobranch/code").exists
     assert "App nodatabase: its database migrations failed." in output, output[-3000:]
     assert not host.file("/etc/systemd/system/scgi-nodatabase.service").exists
-    assert ("App hostile: its code was not unpacked. App nopackage: pip could not install its packages. "
+    # One message for the run, each app with its step, in the order of the steps.
+    assert ("App nobranch: its git source could not be fetched. App hostile: its code was not unpacked. "
+            "App nopackage: pip could not install its packages. App nodatabase: its database migrations failed. "
             "The other apps were deployed.") in output, output[-3000:]
     assert "app nopackage: pip failed:" in output, output[-3000:]
     assert not host.file("/etc/systemd/system/scgi-nopackage.service").exists
@@ -200,8 +202,11 @@ def test_a_flood_of_slow_requests_to_one_app_leaves_the_others_served(host):
         return fetch(other, probe_path(other)).status, None
 
     # Twice as many clients as Apache has threads ask hello for a page that takes 5 s.
+    access_log = "/var/log/apache2/scgi-hello-access.log"
+    logged = int(host.check_output(f"stat -c %s {access_log}"))
     flooded, measured = flood(slow_page, other_app, clients=2 * threads, seconds=12)
-    assert_contained(flooded, measured, budget["hello"], seconds=12, slow=5)
+    refused = refused_microseconds(host.check_output(f"tail -c +{logged + 1} {access_log}"))
+    assert_contained(flooded, measured, budget["hello"], seconds=12, slow=5, refused=refused)
     # Once the flood is over, hello answers again as soon as the requests it had taken have finished:
     # its budget is twice what it serves at once, so at most twice the slow page's 5 s.
     assert seconds_until(lambda: (fetch(HELLO_APP, probe_path(HELLO_APP)).status, None), 30) is not None
