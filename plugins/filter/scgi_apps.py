@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
+import unicodedata
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
 from ansible.utils.display import Display
 
-# The documentation of the filters is in scgi_apps.yml, scgi_path.yml and
-# scgi_units.yml next to this file (ansible-doc -t filter pyhost.scgi.NAME).
+# The documentation of each filter is in NAME.yml next to this file
+# (ansible-doc -t filter pyhost.scgi.NAME).
 
 # Every per-app path and unit name on a host is derived here, and only here.
 HOME_ROOT = "/srv/scgi"
@@ -72,6 +74,16 @@ DIRECTIVE_RE = re.compile(r"[A-Z][A-Za-z0-9]*")
 GIT_REPO_RE = re.compile(r"(https|ssh|git|file)://[^\s'\"\\]+|[A-Za-z0-9_.-]+@[A-Za-z0-9.-]+:[^\s'\"\\]+|[^\s'\"\\:]+")
 GIT_VERSION_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,199}")
 TLS_CERTIFICATES = ("self_signed", "files", "acme")
+
+# The entries of an app's home that the layout uses (see the README's "What an
+# app gets on its host"): static and media directories take none of them, since
+# root writes in these (releases/history, say) and the app writes its media.
+HOME_LAYOUT = ("code", "venv", "current", "releases", "venvs", "state")
+# Upper bounds of the durations of scgi_apps, in seconds: a typo (milliseconds
+# for seconds) must not mean "forever".
+MAX_READ_TIMEOUT = 3600
+MAX_DRAIN_TIMEOUT = 3600
+MAX_HSTS = 2 * 365 * 86400
 
 # Linux's default net.ipv4.ip_local_port_range starts here.
 EPHEMERAL_PORTS_START = 32768
@@ -152,8 +164,12 @@ def _relative_dir(app: str, field: str, value: Any) -> str:
 
 
 def _url_path(app: str, field: str, value: Any) -> str:
+    """A URL path in normal form: Apache matches Alias and ProxyPass on the path as clients send it, after it
+    resolved '.' and '..' and merged '//', so any other spelling would never match."""
     if not isinstance(value, str) or not URL_PATH_RE.fullmatch(value):
         raise AppError(app, field, f"{value!r} must be a URL path that starts and ends with '/', like /static/")
+    if any(segment in (".", "..") for segment in value.split("/")):
+        raise AppError(app, field, f"{value!r} must be in normal form: no '.' or '..' segment")
     return value
 
 
@@ -220,7 +236,7 @@ def _check_tls(name: str, tls: Any, source_root: str | None) -> dict[str, Any] |
     checked: dict[str, Any] = {
         "certificate": certificate,
         "redirect": _boolean(name, "tls.redirect", tls.get("redirect", True)),
-        "hsts": _whole_number(name, "tls.hsts", tls.get("hsts", 0), 0),
+        "hsts": _seconds(name, "tls.hsts", tls.get("hsts", 0), 0, MAX_HSTS),
         "hsts_subdomains": _boolean(name, "tls.hsts_subdomains", tls.get("hsts_subdomains", False)),
     }
     for field in ("cert", "key"):
@@ -234,7 +250,21 @@ def _check_tls(name: str, tls: Any, source_root: str | None) -> dict[str, Any] |
                            f"{'certificate (its chain after it)' if field == 'cert' else 'private key'} on the controller")
         checked[field] = (_controller_source(name, f"tls.{field}", given, source_root, directory=False)
                           if source_root is not None else given)
+    if certificate == "files" and source_root is not None:
+        _check_key_pair(name, checked["cert"], checked["key"])
     return checked
+
+
+def _check_key_pair(name: str, cert: str, key: str) -> None:
+    """The operator's certificate chain and key load together as a server's, as Apache would load them: on the
+    controller, before any host changes (Apache's configuration test does not load keys)."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, password=lambda: b"")
+    except ssl.SSLError as error:
+        if "KEY_VALUES_MISMATCH" in str(error):
+            raise AppError(name, "tls.key", f"{key} is not the key of the certificate {cert}") from None
+        raise AppError(name, "tls.cert", f"{cert} and {key} do not load as a PEM certificate chain and its "
+                       f"unencrypted private key ({error.reason or error})") from None
 
 
 def _check_django(name: str, django: Any) -> dict[str, Any] | None:
@@ -251,6 +281,13 @@ def _check_django(name: str, django: Any) -> dict[str, Any] | None:
 def _boolean(name: str, field: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise AppError(name, field, f"{value!r} must be true or false")
+    return value
+
+
+def _seconds(name: str, field: str, value: Any, minimum: int, maximum: int) -> int:
+    """A duration in whole seconds, bounded."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise AppError(name, field, f"{value!r} must be a whole number of seconds from {minimum} to {maximum}")
     return value
 
 
@@ -487,8 +524,8 @@ def _complete(raw: Any, source_root: str | None) -> dict[str, Any]:
                                          or not 0 <= app["concurrency"] <= MAX_CONCURRENCY):
         raise AppError(name, "concurrency", f"{app['concurrency']!r} must be 'auto' or a whole number from 0 (no limit) "
                        f"to {MAX_CONCURRENCY}")
-    _whole_number(name, "read_timeout", app["read_timeout"], 1)
-    _whole_number(name, "drain_timeout", app["drain_timeout"], 0)
+    _seconds(name, "read_timeout", app["read_timeout"], 1, MAX_READ_TIMEOUT)
+    _seconds(name, "drain_timeout", app["drain_timeout"], 0, MAX_DRAIN_TIMEOUT)
     app["max_body"] = _body_size(name, app["max_body"])
     app["listen"] = _check_listen(name, app["listen"])
     app["workers"] = _check_workers(name, app["workers"])
@@ -525,8 +562,9 @@ def _complete(raw: Any, source_root: str | None) -> dict[str, Any]:
             "dir": f"{home}/{directory}",
             "source": _relative_dir(name, f"{kind}.source", given["source"]) if given.get("source") else "",
         }
-        if directory in ("code", "venv", "state"):
-            raise AppError(name, f"{kind}.dir", "must not be the app's code, venv or state directory")
+        if directory in HOME_LAYOUT:
+            raise AppError(name, f"{kind}.dir", f"{directory!r} is a name the app's home already uses (all of them: "
+                           f"{', '.join(HOME_LAYOUT)})")
         if kind == "media":
             # Many hosts: whether the operator shares the directory between them (see _place).
             files["shared"] = given.get("shared")
@@ -611,6 +649,25 @@ def _check_sites(apps: list[dict[str, Any]]) -> None:
                 field = "server_name" if host == site else "server_aliases"
                 raise AppError(app["name"], field, f"{host} already belongs to the site {other_site} of app "
                                f"'{other}': to share it, use server_name {other_site}")
+    _check_site_urls([app for app in apps if app["state"] == "present"])
+
+
+def _check_site_urls(apps: list[dict[str, Any]]) -> None:
+    """Within a site, Apache serves a static or media URL from the directory: no app's mount may lie under one
+    (Alias would take its requests, the app would be unreachable), and no two apps may serve the same URL."""
+    files_at: dict[tuple[str, str], str] = {}
+    for app in apps:
+        for kind in ("static", "media"):
+            url = app[kind]["url"]
+            other = files_at.setdefault((app["server_name"], url), app["name"])
+            if other != app["name"]:
+                raise AppError(app["name"], f"{kind}.url", f"{url} on {app['server_name']} is already served by "
+                               f"app '{other}'")
+            for mounted in apps:
+                if mounted["server_name"] == app["server_name"] and mounted["mount"].startswith(url):
+                    whose = "its own mount" if mounted is app else f"the mount of app '{mounted['name']}'"
+                    raise AppError(app["name"], f"{kind}.url", f"{url} would hide {whose} ({mounted['mount']}) on "
+                                   f"{app['server_name']}: Apache would serve files there instead of the app")
 
 
 def _check_unique(apps: list[dict[str, Any]]) -> None:
@@ -713,14 +770,38 @@ def scgi_not_loaded(show: str, apps: list[dict[str, Any]]) -> dict[str, str]:
     for app in apps:
         status = units.get(app["service"], {}).get("StatusText", "")
         if status.startswith("unavailable:"):
-            not_loaded[app["name"]] = (f"App {app['name']} did not load its code ({app['wsgi']}): {status}. "
-                                       f"The traceback is in `journalctl -u {app['service']}`.")
+            not_loaded[app["name"]] = (f"App {app['name']} did not load its code ({app['wsgi']}): "
+                                       f"{printable(status)}. The traceback is in `journalctl -u {app['service']}`.")
     return not_loaded
+
+
+# Text direction overrides and isolates (Unicode's "Trojan Source" characters): they reorder what a terminal shows.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def printable(text: str) -> str:
+    """TEXT without the control characters a terminal acts on (escape sequences start with one: OSC 52 writes
+    the clipboard, others erase lines), but newlines and tabs, nor the bidirectional ones. For what an app
+    produced (pip's and its build steps' output, its file names, its import error) before a message shows it."""
+    return "".join(char for char in text if char in "\n\t"
+                   or (unicodedata.category(char) != "Cc" and char not in BIDI_CONTROLS))
+
+
+def scgi_failures(left_out: dict[str, str], errors: list[str] | None = None,
+                  not_loaded: dict[str, str] | None = None) -> str:
+    """The message a run fails with when a step failed for some apps: each app and its step (left_out, by app
+    name), each app whose code did not load (not_loaded, scgi_not_loaded's messages), then what the steps
+    printed (errors), with no control characters, since the apps wrote it."""
+    parts = [f"App {name}: {reason}." for name, reason in left_out.items()]
+    parts += [printable(message) for message in (not_loaded or {}).values()]
+    parts.append("The other apps were deployed.")
+    parts += [printable(error) for error in errors or [] if error]
+    return " ".join(parts)
 
 
 class FilterModule:
     """Ansible entry point."""
 
     def filters(self) -> dict[str, Any]:
-        return {"scgi_apps": scgi_apps, "scgi_budgets": scgi_budgets, "scgi_not_loaded": scgi_not_loaded,
-                "scgi_path": scgi_path, "scgi_units": scgi_units}
+        return {"scgi_apps": scgi_apps, "scgi_budgets": scgi_budgets, "scgi_failures": scgi_failures,
+                "scgi_not_loaded": scgi_not_loaded, "scgi_path": scgi_path, "scgi_units": scgi_units}

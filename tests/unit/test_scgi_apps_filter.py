@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -254,7 +255,11 @@ def test_sources_are_not_looked_up_without_a_root_nor_for_absent_apps(tmp_path):
         ([app(static={"dir": "code/."})], "field 'static.dir': 'code/.' must be plain names"),
         ([app(static={"dir": "venv/lib"})], "field 'static.dir': 'venv/lib' must be one directory name, directly in"),
         ([app(media={"dir": "state/uploads"})], "field 'media.dir': 'state/uploads' must be one directory name"),
-        ([app(media={"dir": "state"})], "field 'media.dir': must not be the app's code, venv or state"),
+        ([app(media={"dir": "state"})], "field 'media.dir': 'state' is a name the app's home already uses"),
+        # Root writes releases/history: an app's media there would let it plant a link for root to follow.
+        ([app(media={"dir": "releases"})], "field 'media.dir': 'releases' is a name the app's home already uses"),
+        ([app(static={"dir": "venvs"})], "field 'static.dir': 'venvs' is a name the app's home already uses"),
+        ([app(media={"dir": "current"})], "field 'media.dir': 'current' is a name the app's home already uses"),
         ([app(static={"dir": "files dir"})], "field 'static.dir': 'files dir' must be plain names"),
         ([app(static={"source": "public\nx"})], "field 'static.source'"),
         ([app(requirements="req.txt\n")], "field 'requirements'"),
@@ -279,7 +284,24 @@ def test_sources_are_not_looked_up_without_a_root_nor_for_absent_apps(tmp_path):
         ([app(max_body="3G")], "field 'max_body': '3G' must be a size from 1 byte to 2G, like 100M"),
         ([app(max_body="lots")], "field 'max_body'"),
         ([app(max_body=0)], "field 'max_body'"),
-        ([app(read_timeout=0)], "field 'read_timeout': 0 must be a whole number >= 1"),
+        ([app(read_timeout=0)], "field 'read_timeout': 0 must be a whole number of seconds from 1 to 3600"),
+        # Milliseconds for seconds: never "forever".
+        ([app(read_timeout=60000)], "field 'read_timeout': 60000 must be a whole number of seconds from 1 to 3600"),
+        ([app(drain_timeout=30000)], "field 'drain_timeout': 30000 must be a whole number of seconds from 0 to 3600"),
+        ([app(tls={"certificate": "acme", "hsts": 10 ** 12})], "field 'tls.hsts': 1000000000000 must be a whole number of seconds"),
+        # URL paths in normal form only: Apache would never match another spelling.
+        ([app(mount="/blog/../")], "field 'mount': '/blog/../' must be in normal form"),
+        ([app(static={"url": "/./static/"})], "field 'static.url': '/./static/' must be in normal form"),
+        ([app(media={"url": "//media/"})], "field 'media.url': '//media/' must be a URL path"),
+        # A static or media URL over a mount: Apache would serve files there, never the app.
+        ([app(mount="/blog/", static={"url": "/blog/"})], "field 'static.url': /blog/ would hide its own mount (/blog/)"),
+        ([app(mount="/blog/", media={"url": "/"})], "field 'media.url': / would hide its own mount (/blog/)"),
+        ([app(), app(name="shop", mount="/shop/", static={"url": "/shop/"})],
+         "app 'shop', field 'static.url': /shop/ would hide its own mount"),
+        ([app(static={"url": "/shop/"}), app(name="shop", mount="/shop/")],
+         "app 'blog', field 'static.url': /shop/ would hide the mount of app 'shop' (/shop/) on blog.example.org"),
+        ([app(), app(name="shop", mount="/shop/", static={"url": "/static/"})],
+         "app 'shop', field 'static.url': /static/ on blog.example.org is already served by app 'blog'"),
         # Booleans are not numbers, and strings are not booleans.
         ([app(max_children=True)], "field 'max_children': True must be 'auto' or a whole number"),
         ([app(max_requests=False)], "field 'max_requests': False must be a whole number >= 0"),
@@ -336,7 +358,7 @@ def test_sources_are_not_looked_up_without_a_root_nor_for_absent_apps(tmp_path):
         ([app(tls={"certificate": "letsencrypt"})], "app 'blog', field 'tls.certificate': 'letsencrypt' must be one of"),
         ([app(tls={"certificate": "files"})], "field 'tls.cert': is required with certificate: files"),
         ([app(tls={"certificate": "self_signed", "key": "k.pem"})], "field 'tls.key': is for certificate: files"),
-        ([app(tls={"certificate": "acme", "hsts": -1})], "field 'tls.hsts': -1 must be a whole number >= 0"),
+        ([app(tls={"certificate": "acme", "hsts": -1})], "field 'tls.hsts': -1 must be a whole number of seconds from 0"),
         ([app(tls={"certificate": "acme", "redirect": "yes"})], "field 'tls.redirect': 'yes' must be true or false"),
         ([app(tls={"certificate": "acme", "ocsp": True})], "field 'tls.ocsp': is not a known field"),
         ([app(tls="on")], "field 'tls': must be a mapping"),
@@ -367,7 +389,7 @@ def test_sources_are_not_looked_up_without_a_root_nor_for_absent_apps(tmp_path):
         ([app(media={"dir": "/var/www"})], "field 'media.dir'"),
         (
             [app(static={"dir": "code"})],
-            "field 'static.dir': must not be the app's code",
+            "field 'static.dir': 'code' is a name the app's home already uses",
         ),
         ([app(env={"BAD-NAME": "x"})], "field 'env': 'BAD-NAME'"),
         (
@@ -434,6 +456,23 @@ def test_scgi_not_loaded_names_the_apps_whose_launcher_answers_503():
                 "attempt 1; x. The traceback is in `journalctl -u scgi-shop.service`.",
     }
     assert scgi_apps_filter.scgi_not_loaded("", apps) == {}
+    # The status text carries the app's own exception message: no escape sequence of it reaches the terminal.
+    hostile = show.replace("(ImportError)", "(\x1b]52;c;ZWNobyBwd25lZA==\x07ImportError\x1b[2K)")
+    assert "\x1b" not in scgi_apps_filter.scgi_not_loaded(hostile, apps)["shop"]
+
+
+def test_scgi_failures_names_each_app_and_step_and_strips_what_apps_printed_of_control_characters():
+    message = scgi_apps_filter.scgi_failures(
+        {"blog": "its git source could not be fetched", "shop": "pip could not install its packages"},
+        ["fatal: couldn't find remote ref gone", "",
+         "app shop: pip failed:\n\x1b]52;c;cm0gLXJmIH4=\x07building \x1b[1A\x1b[2Kwheel\r\tdone \u202eexe.txt\x9b2J"],
+        not_loaded={"ajp": "App ajp did not load its code (ajp:app): unavailable: x."})
+    assert message == (
+        "App blog: its git source could not be fetched. App shop: pip could not install its packages. "
+        "App ajp did not load its code (ajp:app): unavailable: x. The other apps were deployed. "
+        "fatal: couldn't find remote ref gone app shop: pip failed:\n]52;c;cm0gLXJmIH4=building [1A[2Kwheel\tdone exe.txt2J")
+    assert scgi_apps_filter.scgi_failures({}, not_loaded={"a": "App a did not load."}) == (
+        "App a did not load. The other apps were deployed.")
 
 
 def test_scgi_units_reads_systemctl_show_blocks_by_id_in_any_property_order():
@@ -527,14 +566,40 @@ def test_tls_defaults_redirect_without_hsts_and_files_are_read_from_the_inventor
     assert blog["tls"] == {"certificate": "self_signed", "redirect": True, "hsts": 0, "hsts_subdomains": False}
     assert scgi_apps([app()])[0]["tls"] is None
     (tmp_path / "apps" / "blog").mkdir(parents=True)
-    for name in ("blog.crt", "blog.key"):
-        (tmp_path / name).write_text("pem")
+    key_pair(tmp_path, "blog")
     (blog,) = scgi_apps([app(tls={"certificate": "files", "cert": "blog.crt", "key": "blog.key", "hsts": 63072000})],
                         source_root=str(tmp_path))
     assert (blog["tls"]["cert"], blog["tls"]["key"], blog["tls"]["hsts"]) == (
         f"{tmp_path}/blog.crt", f"{tmp_path}/blog.key", 63072000)
     with pytest.raises(AnsibleFilterError, match="app 'blog', field 'tls.key': 'nokey' is not a readable file"):
         scgi_apps([app(tls={"certificate": "files", "cert": "blog.crt", "key": "nokey"})], source_root=str(tmp_path))
+
+
+def key_pair(directory: Path, name: str) -> None:
+    """A self-signed certificate NAME.crt and its key NAME.key in DIRECTORY."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-days", "1", "-subj", f"/CN={name}", "-keyout", str(directory / f"{name}.key"),
+                    "-out", str(directory / f"{name}.crt")], check=True, capture_output=True)
+
+
+def test_tls_files_must_be_a_certificate_and_its_key_before_any_host_changes(tmp_path):
+    (tmp_path / "apps" / "blog").mkdir(parents=True)
+    key_pair(tmp_path, "blog")
+    key_pair(tmp_path, "shop")
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    (tmp_path / "encrypted.key").write_bytes(subprocess.run(
+        ["openssl", "pkey", "-in", str(tmp_path / "blog.key"), "-aes256", "-passout", "pass:secret"],
+        check=True, capture_output=True).stdout)
+    for cert, key, message in (
+        ("blog.crt", "shop.key", f"field 'tls.key': {tmp_path}/shop.key is not the key of the certificate {tmp_path}/blog.crt"),
+        ("junk.pem", "blog.key", f"field 'tls.cert': {tmp_path}/junk.pem and {tmp_path}/blog.key do not load"),
+        ("blog.crt", "encrypted.key", "field 'tls.cert': .* do not load as a PEM certificate chain and its unencrypted"),
+    ):
+        with pytest.raises(AnsibleFilterError, match=f"app 'blog', {message}"):
+            scgi_apps([app(tls={"certificate": "files", "cert": cert, "key": key})], source_root=str(tmp_path))
+    # Without source_root (a role that reads no file on the controller), nothing is loaded.
+    (blog,) = scgi_apps([app(tls={"certificate": "files", "cert": "junk.pem", "key": "shop.key"})])
+    assert (blog["tls"]["cert"], blog["tls"]["key"]) == ("junk.pem", "shop.key")
 
 
 def test_git_source_takes_urls_and_repositories_on_the_controller(tmp_path):

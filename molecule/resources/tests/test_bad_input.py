@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import APPS, HOST_NAME, run_site
+from conftest import APPS, HOST_NAME, TEST_CA, run_site
 
 testinfra_hosts = [HOST_NAME]
 GOOD = APPS[0]
+# An operator's key, as the scenario gives it (relative to the inventory, or not), that is not the test CA's.
+SITE_KEY = next(app["tls"]["key"] for app in APPS if app.get("tls") and app["tls"]["certificate"] == "files")
 
 # What the play may change on the host: Apache, units, the apps' files, users. Not mod_md's store
 # (/etc/apache2/md), which mod_md itself writes as it retries the ACME CA in the background.
@@ -50,6 +52,14 @@ BAD_INPUTS = [
      "app '{0}', field 'source.path': '/nonexistent/app' is not a readable directory on the controller"),
     ("missing source archive", [variant(source={"archive": "dist/missing.tar.gz"})],
      "app '{0}', field 'source.archive': 'dist/missing.tar.gz' is not a readable file on the controller"),
+    # Root rewrites releases/history: the app's media there would let it plant a link for root to follow.
+    ("layout name", [variant(media={"dir": "releases"})], "app '{0}', field 'media.dir': 'releases' is a name"),
+    ("path not in normal form", [variant(mount="/shop/../")], "app '{0}', field 'mount': '/shop/../' must be in normal form"),
+    ("static over the mount", [variant(mount="/shop/", static={"url": "/"})],
+     "app '{0}', field 'static.url': / would hide its own mount (/shop/)"),
+    ("milliseconds for seconds", [variant(read_timeout=60000)], "app '{0}', field 'read_timeout': 60000 must be"),
+    ("key of another certificate", [variant(tls={"certificate": "files", "cert": TEST_CA, "key": SITE_KEY})],
+     "app '{0}', field 'tls.key'"),
     ("partly shared host name", [GOOD, variant(name="twin", mount="/twin/", server_aliases=["twin.test"])],
      "app 'twin', field 'server_aliases': apps under server_name"),
 ]
