@@ -17,6 +17,7 @@ from conftest import (
     APPS,
     HOST_NAME,
     IP,
+    connect,
     cookies,
     fetch,
     https,
@@ -115,6 +116,36 @@ def test_http2_end_to_end_with_curl(app):
     assert result.returncode == 0, result.stderr
     print(result.stdout.splitlines()[-1])
     assert result.stdout.splitlines()[-1] == "2 200", result.stdout[-500:]
+
+
+# Each site whose apps all sit under sub-paths: its / is Apache's empty DocumentRoot.
+SUB_PATH_SITES = [app for app in APPS if mount(app) != "/"
+                  and not any(mount(other) == "/" for other in APPS if other["server_name"] == app["server_name"])]
+PLAIN_APPS = [app for app in APPS if not https(app)] + BOTH_WAYS_APPS
+
+
+@pytest.mark.parametrize("app", SUB_PATH_SITES, ids=ids(SUB_PATH_SITES))
+def test_a_site_lists_no_directory_at_its_root(app):
+    resp = fetch(app, "/")
+    assert resp.status in (403, 404), resp.body[:300]
+    assert b"Index of" not in resp.body
+
+
+@pytest.mark.parametrize("app", PLAIN_APPS, ids=ids(PLAIN_APPS))
+def test_plain_http_stays_http_1_1_no_h2c_upgrade_nor_prior_knowledge(app):
+    """An h2c upgrade slips requests past proxies that only see HTTP/1.1: plain HTTP never speaks HTTP/2."""
+    upgrade = (f"GET {scheme_page(app)} HTTP/1.1\r\nHost: {app['server_name']}\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+               "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n").encode()
+    with connect(app, plain=True) as sock:
+        sock.sendall(upgrade)
+        status = sock.makefile("rb").readline()
+    assert status.startswith(b"HTTP/1.1 200 "), status
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000")  # and an empty SETTINGS
+    with connect(app, plain=True) as sock:
+        sock.sendall(preface)
+        answer = sock.recv(100)
+    # HTTP/2 would answer with its own SETTINGS frame; HTTP/1.1 refuses the request line, or closes.
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 "), answer
 
 
 def handshake(app: dict[str, Any], versions: tuple[ssl.TLSVersion, ssl.TLSVersion], ciphers: str) -> str:
