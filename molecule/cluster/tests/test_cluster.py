@@ -431,8 +431,17 @@ def test_an_id_another_user_holds_and_shared_media_not_mounted_are_refused_befor
         ([shop, {**hello, "media": {"shared": True}}],
          "scgi_apps: app 'hello', field 'media.shared': true, but /srv/scgi/hello/media is not a mounted "
          "filesystem on pyhost-cluster-fe1"),
+        # A user of the front end, which mounts the shop's media, with the shop's id: it would own the shop's files.
+        ([shop, hello],
+         "scgi_apps: app 'shop', field 'uid': 2001 on pyhost-cluster-fe1: mallory already has this id"),
     ]:
-        rc, output = run_site(apps)
+        if "mallory" in message:
+            FE.check_output("useradd --system --no-create-home --uid 2001 mallory")
+        try:
+            rc, output = run_site(apps)
+        finally:
+            if "mallory" in message:
+                FE.check_output("userdel mallory")
         output = " ".join(output.split())
         assert rc != 0 and message in output, output[-3000:]
         # The first play's failure stops every host.
