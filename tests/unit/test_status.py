@@ -305,6 +305,9 @@ def test_errors_shows_the_app_tagged_lines_and_5xx_requests_and_says_when_a_log_
         "[Sat Nov 29 16:40:02.1 2025] [proxy_scgi:error] [pid 7:tid 8] [app blog] AH01110: error reading response\n"
         "[Sat Nov 29 16:40:03.1 2025] [proxy:error] [pid 7:tid 9] [app blogs] AH00957: connect to backend failed\n"
         "[Sat Nov 29 16:40:04.1 2025] [mpm_event:notice] [pid 6:tid 6] [app -] AH00489: resuming normal operations\n"
+        # Another app (or a client, through a URL) writes the tag into its own line's message: not blog's.
+        "[Sat Nov 29 16:40:05.1 2025] [proxy_scgi:error] [pid 7:tid 8] [app shop] AH01110: [app blog] forged\n"
+        "[app blog] [proxy:error] [pid 7:tid 9] [app blog] forged at the start\n"
     )
     output = status.errors("blog", str(error_log), str(tmp_path / "scgi-blog-access.log"), 50)
     assert output == [

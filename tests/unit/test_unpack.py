@@ -144,8 +144,9 @@ def test_a_hostile_static_archive_is_refused_naming_the_app(tmp_path, capsys):
     assert not (tmp_path / "static").exists()
 
 
-def test_a_release_from_git_archive_records_its_commit_and_others_record_none(tmp_path, main_umask):
-    """`git archive` names the commit in the archive's pax header: the status shows it."""
+def test_a_release_records_the_commit_the_run_names_and_never_the_archives_own(tmp_path, main_umask):
+    """The run names the commit it archived from a git source: the status shows it. `git archive` also names it
+    in the archive's pax header, which any archive can carry: that one is never taken."""
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "wsgi.py").write_text("application = None\n")
@@ -157,9 +158,12 @@ def test_a_release_from_git_archive_records_its_commit_and_others_record_none(tm
     group = grp.getgrgid(os.getgid()).gr_name
     (tmp_path / "home/releases").mkdir(parents=True)
     code = tmp_path / "home/releases/0123/code"
-    assert unpack.unpack_release(str(tmp_path / "code.tar"), str(code), group) == "unpacked"
+    assert unpack.unpack_release(str(tmp_path / "code.tar"), str(code), group, commit) == "unpacked"
     assert (code.parent / "commit").read_text() == commit + "\n"
     assert (code / "wsgi.py").exists()
+    # The same archive as a plain archive source: its pax comment is no commit of a release.
     plain = tmp_path / "home/releases/4567/code"
-    assert unpack.unpack_release(archive(tmp_path, member("./wsgi.py")), str(plain), group) == "unpacked"
+    assert unpack.unpack_release(str(tmp_path / "code.tar"), str(plain), group) == "unpacked"
     assert not (plain.parent / "commit").exists()
+    with pytest.raises(ValueError, match="is not a commit id"):
+        unpack.unpack_release(str(tmp_path / "code.tar"), str(tmp_path / "home/releases/89ab/code"), group, "HEAD")
