@@ -123,6 +123,21 @@ def test_the_outsider_gets_nothing_from_any_app_port():
     assert FE.check_output(f"python3 -c {_quote(probe)} 172.30.77.12 4002") == "ConnectionRefusedError"
 
 
+def test_on_the_front_end_only_apache_and_root_reach_the_apps_ports_and_read_where_they_are():
+    """The workers admit the front end's address: anyone else on the front end would speak for Apache (send
+    REMOTE_USER or HTTPS: on) but for the front end's own table, and the app parts name the workers' ports."""
+    probe = "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()"
+    for address, port in (("172.30.77.11", 4001), ("172.30.77.12", 4001), ("172.30.77.11", 4002)):
+        for user, admitted in (("nobody", False), ("www-data", True), ("root", True)):
+            connected = FE.run(f"runuser -u {user} -- python3 -c {_quote(probe)} {address} {port}")
+            assert (connected.rc == 0) == admitted, (user, address, port, connected.stderr)
+            if not admitted:
+                assert "ConnectionRefusedError" in connected.stderr, connected.stderr
+    for part in FE.check_output("find /etc/apache2/pyhost-scgi -name '*.conf'").split():
+        assert (FE.file(part).user, FE.file(part).mode) == ("root", 0o640), part
+    assert FE.file("/etc/apache2/pyhost-scgi").mode == 0o750
+
+
 def test_without_the_firewall_the_launcher_still_refuses_strangers():
     W1.check_output("nft delete table inet pyhost_scgi")
     try:

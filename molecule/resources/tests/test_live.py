@@ -595,20 +595,26 @@ def test_only_apache_and_root_may_connect_to_a_tcp_app(host, app):
     assert connects(host, "root", port_of(app))
 
 
-def test_the_firewall_keeps_the_operators_tables_and_comes_back_with_theirs(host):
-    """Debian's nftables.service starts with `flush ruleset`: the apps' ports stay closed through its
-    restart and reload, and the collection's table never removes the operator's own."""
+def test_the_firewall_keeps_the_operators_tables_and_the_apps_ports_fail_closed(host):
+    """Debian's nftables.service starts with `flush ruleset`: the apps' ports stay closed to strangers through its
+    restart and reload, and the collection's table never removes the operator's own. Stopping it flushes the
+    collection's table too: the apps' TCP ports then close, to Apache as well, rather than open to everyone."""
     app = TCP_APPS[0]
     other = next(a for a in APPS if a["name"] != app["name"])
+    units = " ".join(f"scgi-{tcp['name']}.socket scgi-{tcp['name']}.service" for tcp in TCP_APPS)
     try:
         for action in ["restart", "reload"]:
             host.run_test(f"systemctl {action} nftables.service")
             assert host.run("nft list table inet filter").rc == 0, action  # the operator's, from /etc/nftables.conf
             assert not connects(host, other["name"], port_of(app)), action
             assert connects(host, "www-data", port_of(app)), action
+        host.run_test("systemctl stop nftables.service")
+        assert host.run("nft list table inet pyhost_scgi").rc != 0
+        for user in (other["name"], "nobody", "www-data"):
+            assert not connects(host, user, port_of(app)), user
     finally:
-        # Stopping Debian's firewall flushes every table and stops the collection's unit with it.
-        host.run("systemctl stop nftables.service")
-        host.run_test("systemctl start pyhost-scgi-firewall.service")
+        # What the next run does: the collection's ruleset, then the apps' sockets and services.
+        host.run_test(f"systemctl start pyhost-scgi-firewall.service {units}")
     assert host.run("nft list table inet filter").rc != 0
     assert not connects(host, other["name"], port_of(app))
+    assert connects(host, "www-data", port_of(app))
