@@ -123,3 +123,21 @@ def test_activate_and_rollback_publish_the_static_files_of_the_release_going_liv
     for source in ("../..", "public/site.css", "missing"):
         with pytest.raises(release.ReleaseError, match=f"static.source '{source}' is not a directory inside"):
             release.publish_static(user, str(home / "releases/r1/code"), source, str(home / "static"), group)
+
+
+def test_root_writes_the_history_and_ready_marks_through_no_link_planted_in_their_place(home: Path, tmp_path: Path) -> None:
+    """The app can change nothing in releases/ or venvs/. Had it a way in (a media dir named releases was one), a
+    link planted as history.new or VENV.ready is replaced, and root's lines never reach its target."""
+    target = tmp_path / "ld.so.preload"
+    target.write_text("untouched\n")
+    (home / "releases/history.new").symlink_to(target)
+    (home / "venvs/v1.ready").symlink_to(target)
+    make_release(home, "r1")
+    assert release.main(["activate", "blog", str(home), "r1", "3"]) == 0
+    assert target.read_text() == "untouched\n"
+    assert (home / "releases/history").read_text() == "r1\n"
+    assert not (home / "venvs/v1.ready").is_symlink() and (home / "venvs/v1.ready").is_file()
+    (home / "releases/history").unlink()
+    (home / "releases/history").symlink_to(target)
+    with pytest.raises(OSError):
+        release.read_history(str(home))
