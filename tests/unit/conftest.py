@@ -69,6 +69,12 @@ TEST_APPS = textwrap.dedent('''
         start_response("302 Found", [("Location", environ["SCRIPT_NAME"] + "/target?x=1")])
         return [b""]
 
+    def big(environ, start_response):
+        """?size=N bytes, in 1 MiB pieces."""
+        size = int(_query(environ)["size"])
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(size))])
+        return (b"x" * min(1 << 20, size - start) for start in range(0, size, 1 << 20))
+
     def boom(environ, start_response):
         """An application error."""
         return [str(1 / 0).encode()]

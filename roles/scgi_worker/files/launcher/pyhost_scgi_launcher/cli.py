@@ -211,8 +211,9 @@ exit status: 0 after a signal, 1 on a runtime error, 2 on a usage error.
         metavar="SECONDS",
         help="a connection must deliver its request (headers and body) within "
         "SECONDS of being accepted, or it is closed and its worker freed: a slow "
-        "or stalled client cannot hold a worker; the app's own time to answer "
-        "is not limited; 0 = no limit (default: %(default)s)",
+        "or stalled client cannot hold a worker; nor can one that takes none of "
+        "the answer for SECONDS; the app's own time to answer is not limited; "
+        "0 = no limit (default: %(default)s)",
     )
     parser.add_argument(
         "--drain-timeout",

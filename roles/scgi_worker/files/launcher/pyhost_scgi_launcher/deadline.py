@@ -1,11 +1,14 @@
 """--read-timeout: a connection must deliver its whole request (headers and
 body) within a deadline, or it is closed and its worker freed. A slow or
 stalled client cannot hold a worker; the app's own time to answer is not
-limited."""
+limited. The answer goes out under the same bound: a peer that takes no byte
+of it for that long (a web server stuck behind a client that reads slowly, or
+not at all) is dropped too."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import select
 import socket
@@ -25,11 +28,13 @@ class RequestTooSlow(EOFError):
 
 
 class DeadlineSocket:
-    """An accepted connection whose reads must all be done by a deadline.
+    """An accepted connection whose reads must all be done by a deadline, and
+    whose every write must make progress within the same time.
 
-    Only reads are bounded: once the request has arrived, the app may take
-    as long as it needs to answer. flup reads with recv() and through
-    makefile(); both come here. Everything else goes to the socket itself.
+    The app's own time to answer is not bounded: only what the peer does.
+    flup reads with recv() and through makefile(), and writes with send(),
+    sendall() and through makefile(); all come here. Everything else goes to
+    the socket itself.
 
     With read_ahead, a small read takes up to that many bytes at once and
     serves the next reads from them: flup reads an SCGI request's length one
@@ -42,6 +47,7 @@ class DeadlineSocket:
         self._deadline = time.monotonic() + seconds if seconds else float("inf")
         self._io_refs = 0
         self._warned = False
+        self._warned_write = False
         self._read_ahead = read_ahead
         self._ahead = b""
         # The socket's timeout as last set: setting it costs two fcntl() calls, and each write sets None.
@@ -120,13 +126,26 @@ class DeadlineSocket:
         except TimeoutError:
             raise self._too_slow() from None
 
+    def _not_taken(self) -> BrokenPipeError:
+        """EPIPE: flup ends the request quietly, as when the peer has gone."""
+        if not self._warned_write:
+            self._warned_write = True
+            log.warning("closed a connection that took none of the answer for %g s", self._seconds)
+        return BrokenPipeError(errno.EPIPE, f"the answer was not taken for {self._seconds:g} s")
+
     def send(self, data: Any, flags: int = 0) -> int:
-        self.settimeout(None)
-        return self._sock.send(data, flags)
+        self.settimeout(self._seconds or None)
+        try:
+            return self._sock.send(data, flags)
+        except TimeoutError:
+            raise self._not_taken() from None
 
     def sendall(self, data: Any, flags: int = 0) -> None:
-        self.settimeout(None)
-        self._sock.sendall(data, flags)
+        # A deadline per send(), not for the whole answer (which socket.sendall's timeout would be): a large answer
+        # to a slow but steady reader is not cut.
+        view = memoryview(data).cast("B")
+        while view:
+            view = view[self.send(view, flags):]
 
     def makefile(self, mode: str = "r", buffering: int | None = None) -> Any:
         # As socket.makefile() does, over this object's recv_into and send.

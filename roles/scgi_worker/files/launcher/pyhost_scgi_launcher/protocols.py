@@ -13,6 +13,8 @@ beyond the pools' and the environ's).
 
 from __future__ import annotations
 
+import contextlib
+
 import socket
 import urllib.parse
 from typing import Any
@@ -111,5 +113,8 @@ class AjpConnectionFixes:
         super().writePacket(pkt)  # type: ignore[misc]
 
     def _forwardRequest(self, pkt: Any) -> None:
-        super()._forwardRequest(pkt)  # type: ignore[misc]
+        # A peer gone, or dropped for taking none of the answer (deadline.py):
+        # flup writes END_RESPONSE after the app's EPIPE, which fails again.
+        with contextlib.suppress(BrokenPipeError):
+            super()._forwardRequest(pkt)  # type: ignore[misc]
         raise EOFError  # ends flup's run(), which closes the connection
