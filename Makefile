@@ -66,35 +66,27 @@ images:
 	scripts/build-image bookworm | tail -n 1 > .cache/image-bookworm
 	scripts/build-image trixie | tail -n 1 > .cache/image-trixie
 
-# The scenarios run at the same time, each in its own container, their lines
-# prefixed with the scenario's name: most of their time is spent waiting on
-# Ansible round trips and on the apps, not on the two cores. When one fails,
-# what failed is repeated last (a CI log is read from its end), from
-# .cache/molecule-SCENARIO.log.
+# The scenarios at the same time, each line prefixed with its scenario's name
+# (scripts/molecule-scenarios).
 molecule: venv images installed
-	export PYHOST_IMAGE_BOOKWORM=$$(cat .cache/image-bookworm) PYHOST_IMAGE_TRIXIE=$$(cat .cache/image-trixie); \
-	pids=(); \
-	for scenario in $(SCENARIO); do \
-	    (molecule test -s $$scenario 2>&1 | sed -u "s/^/[$$scenario] /" | tee .cache/molecule-$$scenario.log) & pids+=($$!); \
-	done; \
-	status=0; for pid in "$${pids[@]}"; do wait $$pid || status=1; done; \
+	scripts/molecule-scenarios $(SCENARIO)
+
+# The legs one after the other, each in its own container (scripts/matrix).
+matrix: venv images installed
+	scripts/matrix $(MATRIX)
+
+# Two lanes at once, about as long as each other: the single-host scenarios,
+# and the cluster scenario followed by the matrix. What failed is repeated at
+# the very end, whichever lane ended last.
+test: lint unit sanity venv images installed
+	scripts/molecule-scenarios default debian13 & single=$$!; \
+	{ lane=0; scripts/molecule-scenarios cluster || lane=1; scripts/matrix $(MATRIX) || lane=1; exit $$lane; } & cluster=$$!; \
+	status=0; wait $$single || status=1; wait $$cluster || status=1; \
 	if [ $$status != 0 ]; then \
-	    echo "== what failed (whole logs: .cache/molecule-*.log) =="; \
-	    for scenario in $(SCENARIO); do \
-	        grep -E '^\[[a-z0-9]+\] (E  |fatal: |FAILED [^-])' .cache/molecule-$$scenario.log | cut -c1-300 | tail -n 12 || true; \
-	    done; \
+	    scripts/molecule-scenarios --report default debian13 cluster; \
+	    grep -h 'FAILED' .cache/matrix/results 2>/dev/null || true; \
 	fi; \
 	exit $$status
-
-# The legs run one after the other, each in its own container.
-matrix: venv images installed
-	status=0; \
-	for leg in $(MATRIX); do \
-	    scripts/matrix-leg "$${leg%%:*}" "$${leg##*:}" "$$(cat .cache/image-bookworm)" || status=1; \
-	done; \
-	exit $$status
-
-test: lint unit sanity molecule matrix
 
 # The changelog for galaxy.yml's version from changelogs/fragments, and the
 # tarball, in .cache/dist.
