@@ -23,6 +23,7 @@ import testinfra.utils.ansible_runner
 sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule/resources/tests"))
 from flood import BUDGETS, assert_contained, budgets, flood, refused_microseconds, seconds_until  # noqa: E402 - the scenarios' shared flood, found through the line above
 
+LOAD_PAUSE = 0.05
 FE, W1, W2, PG, OUT = (testinfra.get_host(f"docker://pyhost-cluster-{name}")
                        for name in ("fe1", "w1", "w2", "pg", "out"))
 WORKERS = {"pyhost-cluster-w1": W1, "pyhost-cluster-w2": W2}
@@ -270,7 +271,9 @@ def scenario_apps() -> tuple[dict, dict]:
 def load(targets: list[tuple[str, str]], stop: threading.Event) -> list[tuple[str, object, object, object]]:
     """One client per (host name, path) through the front end, from this machine, until stop (at most
     960 s, longer than run_playbook lets a run take, and 1,000,000 requests): (host name, status or error kind,
-    serving worker, release) per request."""
+    serving worker, release) per request. Each client waits LOAD_PAUSE between requests: about 20 a second,
+    enough to see any gap of a restart, and not so many that the load starves the run it watches of the
+    machine's two cores (bench/deploy-under-load loads as fast as the apps answer)."""
     deadline = time.monotonic() + 960
     answers: list[tuple[str, object, object, object]] = []
 
@@ -288,6 +291,7 @@ def load(targets: list[tuple[str, str]], stop: threading.Event) -> list[tuple[st
                 answers.append((site, type(error).__name__, None, None))
             finally:
                 conn.close()
+            stop.wait(LOAD_PAUSE)
 
     with ThreadPoolExecutor(len(targets)) as pool:
         for site, path in targets:
