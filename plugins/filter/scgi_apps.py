@@ -11,6 +11,7 @@ apart between the worker and the Apache side.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import ssl
@@ -385,6 +386,28 @@ def _place(app: dict[str, Any], groups: dict[str, list[str]]) -> None:
         app["proxy_url"] = f"{app['balancer']}{app['mount']}"
 
 
+def _members(app: dict[str, Any], addresses: dict[str, str]) -> list[dict[str, Any]]:
+    """The app's port on each of its worker hosts' private address, as the front ends reach it.
+
+    Each member's url_host is the address as a URL writes it (an IPv6 one in
+    brackets). The balancer (scgi_site), the front end's firewall and
+    status.yml all read these.
+    """
+    members = []
+    for host in app["worker_hosts"]:
+        address = addresses.get(host) or ""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            raise AnsibleFilterError(
+                f"scgi_apps: app '{app['name']}' runs on {host}, whose private address {address!r} is unknown or not an "
+                "IP address: set scgi_private_address for it in the inventory, or let site.yml read the address of "
+                "its default route") from None
+        members.append({"host": host, "address": address, "port": app["listen"]["port"],
+                        "url_host": f"[{address}]" if ip.version == 6 else address})
+    return members
+
+
 def _check_limits(name: str, app: dict[str, Any]) -> None:
     if app["memory_max"] is not None and not MEMORY_RE.fullmatch(str(app["memory_max"])):
         raise AppError(name, "memory_max", f"{app['memory_max']!r} must be bytes with an optional K, M, G or T, like 512M")
@@ -690,14 +713,17 @@ def _check_unique(apps: list[dict[str, Any]]) -> None:
 
 
 def scgi_apps(apps: Any, warn: bool = False, source_root: str | None = None,
-              groups: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+              groups: dict[str, list[str]] | None = None,
+              addresses: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Return the checked and completed apps; raise naming the app and field on any mistake.
 
     With warn=True, risky but valid choices are also shown as Ansible warnings
     (the play does it once, in its first check, rather than in every role).
     With source_root, every present app's source must exist on the controller.
     With groups (the inventory's), each present app gets its worker_hosts and
-    whether its front ends reach it over the network (remote).
+    whether its front ends reach it over the network (remote). With addresses
+    too (each host's private address, which check.yml reads), each app
+    reached over the network gets its balancer members.
     """
     if not isinstance(apps, list):
         raise AnsibleFilterError("scgi_apps must be a list of apps")
@@ -706,6 +732,8 @@ def scgi_apps(apps: Any, warn: bool = False, source_root: str | None = None,
         for app in completed:
             if app["state"] == "present":
                 _place(app, groups)
+                if app["remote"] and addresses is not None:
+                    app["members"] = _members(app, addresses)
     _check_unique(completed)
     _check_sites(completed)
     if warn:

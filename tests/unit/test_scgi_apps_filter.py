@@ -556,6 +556,27 @@ def test_two_apps_cannot_share_a_uid():
         scgi_apps([app(uid=2001), app(name="shop", server_name="shop.example.org", uid=2001)])
 
 
+def test_with_addresses_each_remote_app_gets_its_members_in_worker_order():
+    addresses = {"w1": "10.0.0.21", "w2": "fd00::22", "w3": "10.0.0.23", "fe1": "10.0.0.11", "fe2": "10.0.0.12"}
+    (blog,) = scgi_apps([app(listen=4000, workers=["w2", "w1"], media={"shared": False})], groups=CLUSTER,
+                        addresses=addresses)
+    assert blog["members"] == [
+        {"host": "w1", "address": "10.0.0.21", "port": 4000, "url_host": "10.0.0.21"},
+        {"host": "w2", "address": "fd00::22", "port": 4000, "url_host": "[fd00::22]"},
+    ]
+    (local,) = scgi_apps([app()], groups=ONE_HOST, addresses={"pyhost": "10.0.0.1"})
+    assert "members" not in local
+    (placed,) = scgi_apps([app(listen=4000, media={"shared": False})], groups=CLUSTER)
+    assert "members" not in placed
+
+
+@pytest.mark.parametrize("address", ["", "10.0.0.300", "10.0.0.1\nInclude /tmp/x", "host.example.org"])
+def test_a_worker_without_an_ip_address_is_refused_naming_the_app_and_host(address):
+    with pytest.raises(AnsibleFilterError, match=r"app 'blog' runs on w2, whose private address .* is unknown or not an IP"):
+        scgi_apps([app(listen=4000, media={"shared": False})], groups=CLUSTER,
+                  addresses={"w1": "10.0.0.21", "w2": address})
+
+
 def test_absent_apps_are_not_placed():
     (gone,) = scgi_apps([{"name": "blog", "state": "absent"}], groups=CLUSTER)
     assert "worker_hosts" not in gone

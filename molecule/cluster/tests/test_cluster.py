@@ -137,6 +137,13 @@ def test_on_the_front_end_only_apache_and_root_reach_the_apps_ports_and_read_whe
     for part in FE.check_output("find /etc/apache2/pyhost-scgi -name '*.conf'").split():
         assert (FE.file(part).user, FE.file(part).mode) == ("root", 0o640), part
     assert FE.file("/etc/apache2/pyhost-scgi").mode == 0o750
+    # Fail closed: Debian's nftables.service flushes the whole ruleset when it starts and stops; through its drop-in
+    # it keeps the front end's table each time, on a host that is no worker.
+    for action in ("start", "stop"):
+        FE.check_output(f"systemctl {action} nftables.service")
+        assert FE.run("nft list table inet pyhost_scgi_frontend").rc == 0, action
+        connected = FE.run(f"runuser -u nobody -- python3 -c {_quote(probe)} 172.30.77.11 4001")
+        assert "ConnectionRefusedError" in connected.stderr, (action, connected.stderr)
 
 
 def test_without_the_firewall_the_launcher_still_refuses_strangers():

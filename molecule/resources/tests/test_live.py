@@ -596,9 +596,9 @@ def test_only_apache_and_root_may_connect_to_a_tcp_app(host, app):
 
 
 def test_the_firewall_keeps_the_operators_tables_and_the_apps_ports_fail_closed(host):
-    """Debian's nftables.service starts with `flush ruleset`: the apps' ports stay closed to strangers through its
-    restart and reload, and the collection's table never removes the operator's own. Stopping it flushes the
-    collection's table too: the apps' TCP ports then close, to Apache as well, rather than open to everyone."""
+    """Debian's nftables.service starts with `flush ruleset` and stops with it: the apps' ports stay closed to
+    strangers, and open to Apache, through its start, restart, reload and stop (its drop-in), and the collection's
+    table never removes the operator's own. Stopping the collection's unit deletes nothing."""
     app = TCP_APPS[0]
     other = next(a for a in APPS if a["name"] != app["name"])
     units = " ".join(f"scgi-{tcp['name']}.socket scgi-{tcp['name']}.service" for tcp in TCP_APPS)
@@ -608,18 +608,19 @@ def test_the_firewall_keeps_the_operators_tables_and_the_apps_ports_fail_closed(
         reload = re.search(r"argv\[\]=([^;]*) ;", host.check_output("systemctl show -P ExecReload nftables.service"))
         host.run_test(reload.group(1))
         assert host.run("nft list table inet pyhost_scgi").rc == 0, reload.group(1)
-        for action in ["restart", "reload"]:
+        for action in ["start", "restart", "reload", "stop"]:
             host.run_test(f"systemctl {action} nftables.service")
-            assert host.run("nft list table inet filter").rc == 0, action  # the operator's, from /etc/nftables.conf
+            # The operator's table, from /etc/nftables.conf, while nftables.service is up.
+            assert (host.run("nft list table inet filter").rc == 0) == (action != "stop"), action
+            assert host.run("nft list table inet pyhost_scgi").rc == 0, action
             assert not connects(host, other["name"], port_of(app)), action
+            assert not connects(host, "nobody", port_of(app)), action
             assert connects(host, "www-data", port_of(app)), action
-        host.run_test("systemctl stop nftables.service")
-        assert host.run("nft list table inet pyhost_scgi").rc != 0
-        for user in (other["name"], "nobody", "www-data"):
-            assert not connects(host, user, port_of(app)), user
+        host.run_test("systemctl stop pyhost-scgi-firewall.service")
+        assert host.run("nft list table inet pyhost_scgi").rc == 0
+        assert not connects(host, "nobody", port_of(app))
     finally:
-        # What the next run does: the collection's ruleset, then the apps' sockets and services.
-        host.run_test(f"systemctl restart pyhost-scgi-firewall.service && systemctl start {units}")
-    assert host.run("nft list table inet filter").rc != 0
+        # What the next run does: the collection's tables, then the apps' sockets and services.
+        host.run_test(f"systemctl start pyhost-scgi-firewall.service {units}")
     assert not connects(host, other["name"], port_of(app))
     assert connects(host, "www-data", port_of(app))
