@@ -375,21 +375,29 @@ def new_release(app: dict, directory) -> str:
     return release
 
 
-def test_a_fifo_in_one_apps_static_files_leaves_them_as_they_were_and_the_shop_deploys(tmp_path):
+def test_a_fifo_or_a_huge_sparse_file_in_an_apps_static_files_leaves_them_as_they_were_and_the_code_deploys(tmp_path):
     shop, hello = scenario_apps()
     release = new_release(shop, tmp_path)
-    # hello's static files are the app's own directory: its code can put a FIFO there at run time.
-    W1.check_output("runuser -u hello -- mkfifo /srv/scgi/hello/static/pipe")
+    # Each app's static files are its own directory: its code can put a FIFO there at run time, or a sparse file
+    # of 10 TB, which would fill the worker's disk, the controller's and the front end's if packed as it reads.
+    W1.check_output("runuser -u hello -- mkfifo /srv/scgi/hello/static/pipe"
+                    " && runuser -u shop -- truncate --size=10T /srv/scgi/shop/static/huge")
     try:
         rc, output = run_site([shop, hello])
     finally:
-        W1.check_output("rm -f /srv/scgi/hello/static/pipe")
+        W1.check_output("rm -f /srv/scgi/hello/static/pipe /srv/scgi/shop/static/huge")
     assert rc != 0
-    assert "App hello: a front end refused its static files. The other apps were deployed." in output, output[-3000:]
+    assert "App hello: a front end refused its static files." in output, output[-3000:]
     assert "app hello: the static archive is refused: './pipe': a FIFO" in output, output[-3000:]
-    # The front end kept hello's static files, served them, and served the shop's new release from both workers.
+    assert "App shop: its static files could not be packed on its first worker." in output, output[-3000:]
+    assert ("app shop: its static files take 109951162" in output
+            and "more than scgi_site_static_max_size (1073741824)" in output), output[-3000:]
+    # The front end kept both apps' static files, served them, and served the shop's new release from both workers.
     assert not FE.file("/srv/scgi/hello/static/pipe").exists
+    assert not FE.file("/srv/scgi/shop/static/huge").exists
+    assert W1.file("/var/lib/pyhost-scgi/shop/static.tar").size < 100 * 2**20
     assert through_front_end("hello.test", "/static/hello.txt")[0][0] == 200
+    assert through_front_end("shop.test", "/static/admin/css/base.css")[0][0] == 200
     served = {(body["host"], body["release"]) for _status, body in through_front_end("shop.test", "/echo/", 20, 4)}
     assert served == {(name, release) for name in WORKERS}
 
