@@ -348,6 +348,9 @@ def test_a_rolling_deploy_under_load_fails_no_request_and_restarts_one_worker_at
     assert unit_time(W2, "ActiveExitTimestamp") > unit_time(W1, "ActiveEnterTimestamp")
     served = {(body["host"], body["release"]) for _status, body in through_front_end("shop.test", "/echo/", 20, 4)}
     assert served == {(name, releases["shop"]) for name in WORKERS}, output[-8000:]
+    # The front end uses both workers again, one request after another too: with bybusyness, a count of requests
+    # in flight that lost a decrement under the load left one unused (seen once in four runs).
+    assert {body["host"] for _status, body in through_front_end("shop.test", "/echo/", 4, 1)} == set(WORKERS)
     assert W1.run("nft list set inet pyhost_scgi draining").stdout.count("elements") == 0
 
 
