@@ -750,12 +750,11 @@ def scgi_budgets(apps: list[dict[str, Any]], cpus: dict[str, int]) -> dict[str, 
     worker hosts ('auto' there is the host's CPUs + 2, as the launcher counts; cpus maps each host to its
     CPU count). Up to its capacity a request is served at once, as many again wait in the app's socket for a
     free child (a burst), and Apache answers the rest 503 at once. An app with concurrency 0 has no budget and
-    is left out, and so is an app behind mod_scgi (apache_client), whose requests mod_qos was seen to count more
-    than once while the app restarted, refusing a deploy's requests under light load.
+    is left out.
     """
     budgets = {}
     for app in apps:
-        if app["state"] != "present" or app["concurrency"] == 0 or app["apache_client"] == "mod_scgi":
+        if app["state"] != "present" or app["concurrency"] == 0:
             continue
         if app["concurrency"] != "auto":
             budgets[app["name"]] = app["concurrency"]

@@ -441,10 +441,10 @@ def test_budgets_are_twice_what_the_workers_serve_unless_set():
     assert scgi_apps_filter.scgi_budgets(apps, {"w1": 4}) == {"fixed": 12, "cores": 2 * (6 + 3), "mine": 5}
 
 
-def test_a_budget_on_one_host_without_groups_and_none_behind_mod_scgi():
+def test_a_budget_on_one_host_without_groups_and_behind_mod_scgi_too():
     apps = scgi_apps([app(max_children=4), app(name="classic", server_name="classic.example.org", max_children=2,
                                                listen="127.0.0.1:4000", apache_client="mod_scgi")])
-    assert scgi_apps_filter.scgi_budgets(apps, {}) == {"blog": 8}
+    assert scgi_apps_filter.scgi_budgets(apps, {}) == {"blog": 8, "classic": 4}
 
 
 def test_scgi_not_loaded_names_the_apps_whose_launcher_answers_503():

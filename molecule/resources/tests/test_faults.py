@@ -10,6 +10,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
+import pytest
+
 from conftest import APPS, DJANGO_APPS, HELLO, HOST_NAME, fetch, probe_path, run_site, site_vhost_path, sleep_path
 from flood import BUDGETS, assert_contained, budgets, flood, refused_microseconds, seconds_until
 
@@ -188,26 +190,32 @@ def test_a_directive_apache_rejects_never_reaches_the_live_server(host):
     assert all_apps_answer()
 
 
-def test_a_flood_of_slow_requests_to_one_app_leaves_the_others_served(host):
+# Flooded: the plain WSGI app behind mod_proxy, and the app behind mod_scgi (the classic recipe).
+FLOODED = [HELLO_APP, next(app for app in APPS if app.get("apache_client") == "mod_scgi")]
+
+
+@pytest.mark.parametrize("flooded_app", FLOODED, ids=[app["name"] for app in FLOODED])
+def test_a_flood_of_slow_requests_to_one_app_leaves_the_others_served(host, flooded_app):
     threads, budget = budgets(host.file(BUDGETS).content_string)
-    assert budget["hello"] == 2 * HELLO_APP["max_children"]  # concurrency auto, one worker host
-    other = DJANGO_APPS[0]
-    assert all_apps_answer([HELLO_APP, other])  # and each site's certificate is read once, before the threads
+    name = flooded_app["name"]
+    assert budget[name] == 2 * flooded_app["max_children"]  # concurrency auto, one worker host
+    other = next(app for app in DJANGO_APPS if app is not flooded_app)
+    assert all_apps_answer([flooded_app, other])  # and each site's certificate is read once, before the threads
 
     def slow_page() -> tuple[int, str | None]:
-        resp = fetch(HELLO_APP, sleep_path(HELLO_APP, 5))
+        resp = fetch(flooded_app, sleep_path(flooded_app, 5))
         return resp.status, resp.headers.get("Retry-After")
 
     def other_app() -> tuple[int, str | None]:
         return fetch(other, probe_path(other)).status, None
 
-    # Twice as many clients as Apache has threads ask hello for a page that takes 5 s.
-    access_log = "/var/log/apache2/scgi-hello-access.log"
+    # Twice as many clients as Apache has threads ask the app for a page that takes 5 s.
+    access_log = f"/var/log/apache2/scgi-{name}-access.log"
     logged = int(host.check_output(f"stat -c %s {access_log}"))
     flooded, measured = flood(slow_page, other_app, clients=2 * threads, seconds=12)
     refused = refused_microseconds(host.check_output(f"tail -c +{logged + 1} {access_log}"))
-    assert_contained(flooded, measured, budget["hello"], seconds=12, slow=5, refused=refused)
-    # Once the flood is over, hello answers again as soon as the requests it had taken have finished:
+    assert_contained(flooded, measured, budget[name], seconds=12, slow=5, refused=refused)
+    # Once the flood is over, the app answers again as soon as the requests it had taken have finished:
     # its budget is twice what it serves at once, so at most twice the slow page's 5 s.
-    assert seconds_until(lambda: (fetch(HELLO_APP, probe_path(HELLO_APP)).status, None), 30) is not None
+    assert seconds_until(lambda: (fetch(flooded_app, probe_path(flooded_app)).status, None), 30) is not None
     assert all_apps_answer()
