@@ -639,6 +639,8 @@ def _site(app: dict[str, Any]) -> dict[str, str]:
         # The key and the certificate (and its chain) in one file, replaced
         # whole: Apache never reads a key of one with a certificate of another.
         "tls_file": f"{TLS_ROOT}/{stem}.pem",
+        # What pyhost.scgi.self_signed keeps there when tls.certificate is self_signed.
+        "self_signed": {"path": f"{TLS_ROOT}/{stem}.pem", "names": [app["server_name"], *app["server_aliases"]]},
     }
 
 

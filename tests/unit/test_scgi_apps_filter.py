@@ -163,6 +163,7 @@ def test_apps_under_one_host_name_share_its_site_deeper_mounts_first():
         "error_log": f"/var/log/apache2/{site}-error.log",
         "access_log": "/var/log/apache2/scgi-shop-access.log",
         "tls_file": f"/etc/apache2/pyhost-scgi-tls/{site}.pem",
+        "self_signed": {"path": f"/etc/apache2/pyhost-scgi-tls/{site}.pem", "names": ["www.example.org", "example.org"]},
     }
     assert blog["site"]["name"] == shop["site"]["name"]
     # Apache includes the parts in name order and takes the first Alias/ProxyPass that matches.
