@@ -70,8 +70,9 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-# A host name or a wildcard one: nothing that openssl's -subj or -addext would read as syntax ("/", ",", "=").
-HOST_NAME = re.compile(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*")
+# A host name or a wildcard one, as the scgi_apps filter admits them: nothing that openssl's -subj or -addext
+# would read as syntax ("/", ",", "=").
+HOST_NAME = re.compile(r"(\*\.)?[A-Za-z0-9][A-Za-z0-9-]*(\.[A-Za-z0-9][A-Za-z0-9-]*)*")
 
 
 class Refused(Exception):
