@@ -536,6 +536,9 @@ def _complete(raw: Any, source_root: str | None) -> dict[str, Any]:
     app["requirements"] = _relative_dir(name, "requirements", app["requirements"]) if app["requirements"] else ""
     _check_packages(name, app["packages"])
     app["django"] = _check_django(name, app["django"])
+    if app["django"]:
+        # The file of the app's SECRET_KEY, made once (pyhost.scgi.secret_keys) and read by its unit.
+        app["django"]["secret_key"] = {"path": f"{app['config_dir']}/django-secret-key.env", "group": name}
     _check_choice(name, app, "protocol", ("scgi", "fcgi", "ajp"))
     _check_choice(name, app, "method", ("prefork", "threaded"))
     _check_choice(name, app, "apache_client", ("proxy", "mod_scgi"))

@@ -60,6 +60,7 @@ def test_defaults_and_derived_values():
         "migrate": True,
         "collectstatic": True,
         "debug": False,
+        "secret_key": {"path": "/etc/scgi/blog/django-secret-key.env", "group": "blog"},
     }
     assert (blog["method"], blog["max_children"], blog["max_requests"]) == (
         "prefork",
