@@ -1,0 +1,74 @@
+#!/usr/bin/python
+# Copyright: (c) pyhost.scgi contributors
+# MIT License (see LICENSE)
+"""The SHA-256 of each of many files, in one call."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: sha256sums
+short_description: The SHA-256 of each of many files, in one call
+description:
+  - Reads only. The SHA-256 of each file given, or null where there is no regular file, so that a run copies only
+    the archives that differ with one call per host instead of one per app.
+options:
+  paths:
+    description: Absolute paths.
+    type: list
+    elements: path
+    required: true
+attributes:
+  check_mode:
+    description: Reads the same in check mode.
+    support: full
+  diff_mode:
+    description: Changes nothing, so shows no diff.
+    support: none
+author: pyhost.scgi contributors (@pyhost)
+"""
+
+EXAMPLES = r"""
+- name: Read the sha256 of each app's code archive on its host
+  pyhost.scgi.sha256sums:
+    paths: [/var/lib/pyhost-scgi/blog/code.tar]
+  register: archives
+"""
+
+RETURN = r"""
+sha256:
+  description: The hexadecimal SHA-256 of each path, in the order given; null where there is no regular file.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import hashlib
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def sha256(path):
+    if not os.path.isfile(path):
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as found:
+        for block in iter(lambda: found.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={"paths": {"type": "list", "elements": "path", "required": True}},
+        supports_check_mode=True,
+    )
+    try:
+        sums = [sha256(path) for path in module.params["paths"]]
+    except OSError as exc:
+        module.fail_json(msg=f"{exc.filename}: {exc.strerror}")
+    module.exit_json(changed=False, sha256=sums)
+
+
+if __name__ == "__main__":
+    main()
