@@ -27,9 +27,7 @@ attributes:
   check_mode:
     description: Reports whether the file would change, and writes nothing; the pair is loaded all the same.
     support: full
-  diff_mode:
-    description: No diff; a key is never shown.
-    support: none
+extends_documentation_fragment: [pyhost.scgi.attributes.secret]
 author: pyhost.scgi contributors (@pyhost)
 """
 

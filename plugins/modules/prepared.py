@@ -26,13 +26,7 @@ options:
     description: The release directory of this run by app name; an app not in it has its live release, C(HOME/current).
     type: dict
     default: {}
-attributes:
-  check_mode:
-    description: Reads the same in check mode.
-    support: full
-  diff_mode:
-    description: Changes nothing, so shows no diff.
-    support: none
+extends_documentation_fragment: [pyhost.scgi.attributes.read_only]
 author: pyhost.scgi contributors (@pyhost)
 """
 

@@ -28,9 +28,7 @@ attributes:
   check_mode:
     description: Reports which files would be made, and makes none.
     support: full
-  diff_mode:
-    description: No diff; a key is never shown.
-    support: none
+extends_documentation_fragment: [pyhost.scgi.attributes.secret]
 author: pyhost.scgi contributors (@pyhost)
 """
 

@@ -17,13 +17,7 @@ options:
     type: list
     elements: path
     required: true
-attributes:
-  check_mode:
-    description: Reads the same in check mode.
-    support: full
-  diff_mode:
-    description: Changes nothing, so shows no diff.
-    support: none
+extends_documentation_fragment: [pyhost.scgi.attributes.read_only]
 author: pyhost.scgi contributors (@pyhost)
 """
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import types
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -32,6 +34,15 @@ subprocess.run([sys.executable, str(LAUNCHER_SOURCE / "build.py"), str(LAUNCHER)
 atexit.register(shutil.rmtree, LAUNCHER.parent, True)
 # The pure parts are also imported and tested directly (test_launcher_parts.py).
 sys.path.insert(0, str(LAUNCHER_SOURCE))
+
+def plugin(path: str) -> types.ModuleType:
+    """A plugin of the collection imported from its file (path under plugins/), as the unit tests call it."""
+    spec = importlib.util.spec_from_file_location(Path(path).stem, Path(__file__).resolve().parents[2] / "plugins" / path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 # Upper bound for anything a test waits for; never reached when things work.
 TIMEOUT = 10.0

@@ -4,7 +4,6 @@ changes, check mode, diffs and its refusal to follow links, on a real directory 
 from __future__ import annotations
 
 import grp
-import importlib.util
 import os
 import pwd
 import stat
@@ -12,11 +11,9 @@ from pathlib import Path
 
 import pytest
 
-_SPEC = importlib.util.spec_from_file_location(
-    "app_files", Path(__file__).resolve().parents[2] / "plugins/modules/app_files.py")
-assert _SPEC and _SPEC.loader
-app_files = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(app_files)
+from conftest import plugin
+
+app_files = plugin("modules/app_files.py")
 
 USER = pwd.getpwuid(os.getuid()).pw_name
 GROUP = grp.getgrgid(os.getgid()).gr_name

@@ -4,7 +4,6 @@ with keys and certificates made by the real openssl."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import stat
 import subprocess
@@ -12,11 +11,9 @@ from pathlib import Path
 
 import pytest
 
-_SPEC = importlib.util.spec_from_file_location(
-    "key_pair", Path(__file__).resolve().parents[2] / "plugins/modules/key_pair.py")
-assert _SPEC and _SPEC.loader
-key_pair = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(key_pair)
+from conftest import plugin
+
+key_pair = plugin("modules/key_pair.py")
 
 
 @pytest.fixture(scope="module")

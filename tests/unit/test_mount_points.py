@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-_SPEC = importlib.util.spec_from_file_location(
-    "mount_points", Path(__file__).resolve().parents[2] / "plugins/modules/mount_points.py")
-assert _SPEC and _SPEC.loader
-mount_points = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(mount_points)
+from conftest import plugin
+
+mount_points = plugin("modules/mount_points.py")
 
 
 def test_a_plain_or_missing_directory_is_unmounted_and_a_mount_is_not(tmp_path: Path) -> None:

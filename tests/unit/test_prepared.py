@@ -3,14 +3,11 @@ last succeeded with, on a real directory tree."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-_SPEC = importlib.util.spec_from_file_location(
-    "prepared", Path(__file__).resolve().parents[2] / "plugins/modules/prepared.py")
-assert _SPEC and _SPEC.loader
-prepared = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(prepared)
+from conftest import plugin
+
+prepared = plugin("modules/prepared.py")
 
 
 def blog(tmp_path: Path, migrate: bool = True) -> dict:

@@ -4,7 +4,6 @@ its refusals, on a real directory tree."""
 from __future__ import annotations
 
 import grp
-import importlib.util
 import os
 import re
 import stat
@@ -12,11 +11,9 @@ from pathlib import Path
 
 import pytest
 
-_SPEC = importlib.util.spec_from_file_location(
-    "secret_keys", Path(__file__).resolve().parents[2] / "plugins/modules/secret_keys.py")
-assert _SPEC and _SPEC.loader
-secret_keys = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(secret_keys)
+from conftest import plugin
+
+secret_keys = plugin("modules/secret_keys.py")
 
 GROUP = grp.getgrgid(os.getgid()).gr_name
 

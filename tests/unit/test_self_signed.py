@@ -4,7 +4,6 @@ real directory tree."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import ssl
 import stat
@@ -13,11 +12,9 @@ from pathlib import Path
 
 import pytest
 
-_SPEC = importlib.util.spec_from_file_location(
-    "self_signed", Path(__file__).resolve().parents[2] / "plugins/modules/self_signed.py")
-assert _SPEC and _SPEC.loader
-self_signed = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(self_signed)
+from conftest import plugin
+
+self_signed = plugin("modules/self_signed.py")
 
 
 def run(argv: list[str]) -> tuple[int, str, str]:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from pathlib import Path
 
-_SPEC = importlib.util.spec_from_file_location(
-    "sha256sums", Path(__file__).resolve().parents[2] / "plugins/modules/sha256sums.py")
-assert _SPEC and _SPEC.loader
-sha256sums = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(sha256sums)
+from conftest import plugin
+
+sha256sums = plugin("modules/sha256sums.py")
 
 
 def test_a_file_has_its_digest_and_anything_else_none(tmp_path: Path) -> None:
