@@ -35,6 +35,7 @@ atexit.register(shutil.rmtree, LAUNCHER.parent, True)
 # The pure parts are also imported and tested directly (test_launcher_parts.py).
 sys.path.insert(0, str(LAUNCHER_SOURCE))
 
+
 def plugin(path: str) -> types.ModuleType:
     """A plugin of the collection imported from its file (path under plugins/), as the unit tests call it."""
     spec = importlib.util.spec_from_file_location(Path(path).stem, Path(__file__).resolve().parents[2] / "plugins" / path)
