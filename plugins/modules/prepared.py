@@ -50,6 +50,7 @@ import hashlib
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pyhost.scgi.plugins.module_utils.apps import APPS_AND_RELEASES
 
 
 def read(path):
@@ -78,10 +79,7 @@ def states(apps, releases):
 
 def main():
     module = AnsibleModule(
-        argument_spec={
-            "apps": {"type": "list", "elements": "dict", "required": True},
-            "releases": {"type": "dict", "default": {}},
-        },
+        argument_spec=APPS_AND_RELEASES,
         supports_check_mode=True,
     )
     try:

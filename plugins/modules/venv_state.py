@@ -62,6 +62,7 @@ import stat
 import sys
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pyhost.scgi.plugins.module_utils.apps import APPS_AND_RELEASES
 
 PIP_WHEELS = "/usr/share/python-wheels/pip-*.whl"
 
@@ -96,10 +97,7 @@ def state(app, releases):
 
 def main():
     module = AnsibleModule(
-        argument_spec={
-            "apps": {"type": "list", "elements": "dict", "required": True},
-            "releases": {"type": "dict", "default": {}},
-        },
+        argument_spec=APPS_AND_RELEASES,
         supports_check_mode=True,
     )
     try:

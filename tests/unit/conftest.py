@@ -36,6 +36,10 @@ atexit.register(shutil.rmtree, LAUNCHER.parent, True)
 sys.path.insert(0, str(LAUNCHER_SOURCE))
 
 
+# The collection as its modules import their module_utils: ansible_collections.pyhost.scgi (a link to this tree).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "collections"))
+
+
 def plugin(path: str) -> types.ModuleType:
     """A plugin of the collection imported from its file (path under plugins/), as the unit tests call it."""
     spec = importlib.util.spec_from_file_location(Path(path).stem, Path(__file__).resolve().parents[2] / "plugins" / path)
