@@ -52,10 +52,7 @@ import stat
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-
-
-class Refused(Exception):
-    """A pair that cannot be installed: the message says why."""
+from ansible_collections.pyhost.scgi.plugins.module_utils.files import Refused
 
 
 def content_of(key, chain):

@@ -50,25 +50,15 @@ changed_paths:
 import grp
 import os
 import secrets
-import stat
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-
-
-class Refused(Exception):
-    """An entry that cannot be applied: the message says which and why."""
+from ansible_collections.pyhost.scgi.plugins.module_utils.files import Refused, regular_file
 
 
 def missing(path):
     """Whether the file at path must be made; anything but a regular file there is refused."""
-    try:
-        found = os.lstat(path)
-    except FileNotFoundError:
-        return True
-    if not stat.S_ISREG(found.st_mode):
-        raise Refused(f"{path} is not a regular file: refusing to replace it")
-    return False
+    return regular_file(path) is None
 
 
 def make(path, gid):

@@ -63,29 +63,21 @@ changed_paths:
 import os
 import re
 import shutil
-import stat
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pyhost.scgi.plugins.module_utils.files import Refused, regular_file
 
 # A host name or a wildcard one, as the scgi_apps filter admits them: nothing that openssl's -subj or -addext
 # would read as syntax ("/", ",", "=").
 HOST_NAME = re.compile(r"(\*\.)?[A-Za-z0-9][A-Za-z0-9-]*(\.[A-Za-z0-9][A-Za-z0-9-]*)*")
 
 
-class Refused(Exception):
-    """An entry that cannot be applied: the message says which and why."""
-
-
 def covered_names(path, renew_days, run_command):
     """The DNS names of the certificate in the file at path, or None when it must be made anew (no file, no
     certificate, or one with renew_days days left or fewer)."""
-    try:
-        found = os.lstat(path)
-    except FileNotFoundError:
+    if regular_file(path) is None:
         return None
-    if not stat.S_ISREG(found.st_mode):
-        raise Refused(f"{path} is not a regular file: refusing to read or replace it")
     status, _out, _err = run_command(["openssl", "x509", "-in", path, "-noout", "-checkend", str(renew_days * 86400)])
     if status != 0:
         return None
