@@ -17,6 +17,14 @@ attributes:
     support: none
 """
 
+    # A module that works through many apps in one call, and says which ones changed.
+    PER_APP = r"""
+attributes:
+  diff_mode:
+    description: No diff; RV(changed_apps) says which apps changed.
+    support: none
+"""
+
     # A module that writes keys: it never shows what it writes.
     SECRET = r"""
 attributes:

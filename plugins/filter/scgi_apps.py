@@ -496,7 +496,7 @@ def _complete(raw: Any, source_root: str | None) -> dict[str, Any]:
     home = f"{HOME_ROOT}/{name}"
     app.update(
         home=home,
-        # Links to the live release's code and virtualenv (pyhost-scgi-release).
+        # Links to the live release's code and virtualenv (pyhost.scgi.releases).
         code_dir=f"{home}/code",
         venv_dir=f"{home}/venv",
         releases_dir=f"{home}/releases",

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 
@@ -22,3 +23,15 @@ def regular_file(path):
     if not stat.S_ISREG(found.st_mode):
         raise Refused(f"{path} is not a regular file: refusing to read or replace it")
     return found
+
+
+def sha256(path):
+    """The hexadecimal SHA-256 of the file at path, or None when there is no regular file."""
+    if not os.path.isfile(path):
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as found:
+        # Not hashlib.file_digest: Ubuntu 22.04's Python 3.10 lacks it.
+        for block in iter(lambda: found.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -36,20 +36,8 @@ sha256:
   elements: str
 """
 
-import hashlib
-import os
-
 from ansible.module_utils.basic import AnsibleModule
-
-
-def sha256(path):
-    if not os.path.isfile(path):
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as found:
-        for block in iter(lambda: found.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from ansible_collections.pyhost.scgi.plugins.module_utils.files import sha256
 
 
 def main():

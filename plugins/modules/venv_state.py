@@ -1,25 +1,24 @@
 #!/usr/bin/python
 # Copyright: (c) pyhost.scgi contributors
 # MIT License (see LICENSE)
-"""What each app's virtualenv for this run depends on, and which of its virtualenvs exist."""
+"""What each app's virtualenv for this run depends on."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: venv_state
-short_description: What each app's virtualenv for this run depends on, and which of its virtualenvs exist
+short_description: What each app's virtualenv for this run depends on
 description:
   - Reads only. For each app, the SHA-256 of the requirements file in the code of this run's release (empty when
-    the app has none), which of its virtualenvs exist (C(VENVS_DIR/NAME/bin/python)) and which pip has filled
-    (C(VENVS_DIR/NAME.ready)); and the host's Python version and Debian's pip wheel, which the virtualenvs'
-    names digest too.
+    the app has none); and the host's Python version and Debian's pip wheel, which the virtualenvs' names digest
+    too. M(pyhost.scgi.venvs) then makes and fills the virtualenvs so named that are missing.
   - The app's code is the app's own, and it may plant links in it. Root reads the requirements file only when no
     link leads to it, and never a FIFO or a device. A requirements file behind a link counts as the release's,
     digested by its path.
 options:
   apps:
     description:
-      - The apps, as C(pyhost.scgi.scgi_apps) returns them; C(name), C(venvs_dir) and C(requirements) are read.
+      - The apps, as C(pyhost.scgi.scgi_apps) returns them; C(name) and C(requirements) are read.
     type: list
     elements: dict
     required: true
@@ -32,7 +31,7 @@ author: pyhost.scgi contributors (@pyhost)
 """
 
 EXAMPLES = r"""
-- name: Read each app's requirements and virtualenvs
+- name: Read what each app's virtualenv depends on
   pyhost.scgi.venv_state:
     apps: "{{ apps }}"
     releases: {blog: /srv/scgi/blog/releases/3f2a9c0d11e4b5a6}
@@ -41,7 +40,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 apps:
-  description: By app name, C(requirements) (the digest, or empty), C(venvs) and C(ready) (virtualenv names).
+  description: By app name, C(requirements) (the digest, or empty).
   returned: always
   type: dict
 python:
@@ -88,11 +87,7 @@ def requirements_digest(path):
 
 def state(app, releases):
     requirements = f"{releases[app['name']]}/code/{app['requirements']}" if app["requirements"] else ""
-    venvs = app["venvs_dir"]
-    entries = os.listdir(venvs) if os.path.isdir(venvs) else []
-    return {"requirements": requirements_digest(requirements),
-            "venvs": [entry for entry in entries if os.path.lexists(f"{venvs}/{entry}/bin/python")],
-            "ready": [entry[:-len(".ready")] for entry in entries if entry.endswith(".ready")]}
+    return {"requirements": requirements_digest(requirements)}
 
 
 def main():

@@ -42,9 +42,9 @@ def test_the_tarball_holds_every_file_of_the_roles_plugins_playbooks_and_meta(ta
     assert tracked, "git ls-files found nothing: not a checkout?"
     assert tracked - members == set()
     assert SHIPPED_FILES - members == set()
-    # The launcher's package, the host-side helpers and the filter's docs among them.
+    # The launcher's package, the modules' shared code and the filter's docs among them.
     assert {"roles/scgi_worker/files/launcher/pyhost_scgi_launcher/pools.py",
-            "roles/scgi_worker/files/pyhost-scgi-unpack", "roles/scgi_worker/files/pyhost-scgi-release",
+            "plugins/module_utils/archives.py", "plugins/module_utils/releases.py",
             "roles/scgi_worker/templates/scgi-run.j2", "plugins/filter/scgi_apps.py",
             "plugins/filter/scgi_apps.yml"} <= members
 

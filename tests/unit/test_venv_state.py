@@ -1,5 +1,5 @@
-"""pyhost.scgi.venv_state, the module that reads what each app's virtualenv depends on and which exist, on a
-real directory tree with the links and FIFOs an app may plant in its code."""
+"""pyhost.scgi.venv_state, the module that reads what each app's virtualenv depends on, on a real directory tree
+with the links and FIFOs an app may plant in its code."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ venv_state = plugin("modules/venv_state.py")
 
 
 def blog(tmp_path: Path, requirements: str = "requirements.txt") -> dict:
-    return {"name": "blog", "venvs_dir": str(tmp_path / "venvs"), "requirements": requirements}
+    return {"name": "blog", "requirements": requirements}
 
 
 @pytest.fixture
@@ -24,17 +24,11 @@ def release(tmp_path: Path) -> Path:
     return tmp_path / "release"
 
 
-def test_the_requirements_digest_and_the_virtualenvs_pip_filled(tmp_path: Path, release: Path) -> None:
+def test_the_requirements_digest(tmp_path: Path, release: Path) -> None:
     (release / "code/requirements.txt").write_text("Django==5.2\n")
-    for name in ("aaa", "bbb"):
-        (tmp_path / f"venvs/{name}/bin").mkdir(parents=True)
-        (tmp_path / f"venvs/{name}/bin/python").symlink_to("/usr/bin/python3")
-    (tmp_path / "venvs/ccc").mkdir()  # no python: not a virtualenv
-    (tmp_path / "venvs/aaa.ready").write_text("")
     found = venv_state.state(blog(tmp_path), {"blog": str(release)})
-    assert found["requirements"] == hashlib.sha256(b"Django==5.2\n").hexdigest()
-    assert sorted(found["venvs"]) == ["aaa", "bbb"] and found["ready"] == ["aaa"]
-    assert venv_state.state(blog(tmp_path, requirements=""), {}) == {**found, "requirements": ""}
+    assert found == {"requirements": hashlib.sha256(b"Django==5.2\n").hexdigest()}
+    assert venv_state.state(blog(tmp_path, requirements=""), {}) == {"requirements": ""}
 
 
 @pytest.mark.parametrize("plant", ["link", "fifo", "linked_dir"])

@@ -1,9 +1,9 @@
-"""pyhost-scgi-git-archive: a tenant's repository is archived with none of the operator's git configuration."""
+"""pyhost.scgi.code_archives, the action that makes each app's code archive on the controller: a tenant's
+repository is archived with none of the operator's git configuration, one app's failure is its own, and an
+unchanged source directory packs into the same archive."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import os
 import subprocess
 import tarfile
@@ -11,11 +11,9 @@ from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "roles/scgi_worker/files/pyhost-scgi-git-archive"
-_LOADER = importlib.machinery.SourceFileLoader("pyhost_scgi_git_archive", str(_PATH))
-_SPEC = importlib.util.spec_from_loader("pyhost_scgi_git_archive", _LOADER)
-git_archive = importlib.util.module_from_spec(_SPEC)
-_LOADER.exec_module(git_archive)
+from conftest import plugin
+
+git_archive = plugin("action/code_archives.py")
 
 
 @pytest.fixture
@@ -54,7 +52,7 @@ def tenant_repository(tmp_path: Path) -> Path:
 
 
 def test_a_tenants_repository_runs_no_filter_or_hook_of_the_operator_and_keeps_the_credential_helpers(
-        operator: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        operator: Path, tmp_path: Path) -> None:
     repo = tenant_repository(tmp_path)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
@@ -63,9 +61,8 @@ def test_a_tenants_repository_runs_no_filter_or_hook_of_the_operator_and_keeps_t
     assert "filter" in operator.read_text() and "hook" in operator.read_text()
     operator.unlink()
 
-    assert git_archive.main([str(scratch), "blog", str(repo), "main"]) == 0
-    out = capsys.readouterr().out.split()
-    assert out[0] == "blog" and len(out[1]) == 40
+    commits, failed = git_archive.git_archives(str(scratch), {"blog": (str(repo), "main")}, os.environ)
+    assert list(commits) == ["blog"] and len(commits["blog"]) == 40 and failed == {}
     with tarfile.open(scratch / "git-blog.tar") as tar:
         assert tar.extractfile("wsgi.py").read() == b"application = None\n"
     assert not operator.exists()
@@ -77,23 +74,33 @@ def test_a_tenants_repository_runs_no_filter_or_hook_of_the_operator_and_keeps_t
     assert env["GIT_SSH_COMMAND"].startswith("ssh -o ConnectTimeout=30")
 
 
-def test_each_apps_failure_is_its_own(operator: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_each_apps_failure_is_its_own(operator: Path, tmp_path: Path) -> None:
     repo = tenant_repository(tmp_path)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    assert git_archive.main([str(scratch), "gone", str(tmp_path / "nowhere"), "main",
-                             "nobranch", str(repo), "deleted", "blog", str(repo), "main",
-                             "hostile", "ext::sh -c touch% /tmp/pwned", "main"]) == 0
-    captured = capsys.readouterr()
-    lines = captured.out.splitlines()
-    assert lines[:2] == ["failed gone", "failed nobranch"] and lines[2].startswith("blog ") and lines[3] == "failed hostile"
-    assert f"app gone: git could not clone {tmp_path / 'nowhere'} (source.git.repo)" in captured.err
-    assert f"scgi_apps: app 'nobranch', field 'source.git.version': deleted is not a branch, tag or commit of {repo}" in captured.err
+    sources = {"gone": (str(tmp_path / "nowhere"), "main"), "nobranch": (str(repo), "deleted"),
+               "blog": (str(repo), "main"), "hostile": ("ext::sh -c touch% /tmp/pwned", "main")}
+    commits, failed = git_archive.git_archives(str(scratch), sources, os.environ)
+    assert list(commits) == ["blog"] and list(failed) == ["gone", "nobranch", "hostile"]
+    assert failed["gone"].startswith(f"app gone: git could not clone {tmp_path / 'nowhere'} (source.git.repo)")
+    assert failed["nobranch"] == f"scgi_apps: app 'nobranch', field 'source.git.version': deleted is not a branch, tag or commit of {repo}"
     assert not Path("/tmp/pwned").exists()
 
 
-def test_the_command_line_says_what_it_takes() -> None:
-    shown = subprocess.run([str(_PATH), "--help"], capture_output=True, text=True, check=True)
-    assert "SCRATCH [APP REPOSITORY VERSION ...]" in shown.stdout and "credential helpers" in shown.stdout
-    refused = subprocess.run([str(_PATH), "/tmp", "blog", "repo"], capture_output=True, text=True, check=False)
-    assert refused.returncode == 2 and "each app takes three arguments" in refused.stderr
+def test_an_unchanged_source_directory_packs_into_the_same_archive_without_vcs_or_bytecode(tmp_path: Path) -> None:
+    source = tmp_path / "blog"
+    for path in ("wsgi.py", ".git/HEAD", "__pycache__/wsgi.cpython-311.pyc", "old.pyc", "pkg/mod.py"):
+        (source / path).parent.mkdir(parents=True, exist_ok=True)
+        (source / path).write_text(path)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "given.tar").write_bytes(b"an archive source, taken as it is")
+    apps = [{"name": "blog", "source": {"kind": "path", "controller_path": str(source)}},
+            {"name": "shop", "source": {"kind": "archive", "controller_path": str(scratch / "given.tar")}}]
+    first = git_archive.pack(str(scratch), "web1", apps)
+    assert first["blog"]["archive"] == str(scratch / "web1-blog.tar") and first["blog"]["release"] == first["blog"]["sha256"][:16]
+    with tarfile.open(scratch / "web1-blog.tar") as packed:
+        assert sorted(packed.getnames()) == [".", "./pkg", "./pkg/mod.py", "./wsgi.py"]
+        assert {(member.uid, member.gid, member.uname) for member in packed.getmembers()} == {(0, 0, "")}
+    assert first["shop"]["archive"] == str(scratch / "given.tar")
+    assert git_archive.pack(str(scratch), "web1", apps) == first

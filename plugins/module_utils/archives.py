@@ -1,48 +1,38 @@
-#!/usr/bin/python3
-"""Unpack an app's code archive as a release of its own, once per archive.
+# Copyright: (c) pyhost.scgi contributors
+# MIT License (see LICENSE)
+"""Unpack an app's code archive as a release of its own, once per archive, or a front end's copy of its static
+files (the pyhost.scgi.archives module).
 
-Usage: pyhost-scgi-unpack APP ARCHIVE CODE_DIR [COMMIT]
-       pyhost-scgi-unpack --static WEB_GROUP APP ARCHIVE STATIC_DIR
+A release's code is HOME/releases/ID/code, ID naming the archive (the start of its sha256): a release already
+unpacked is left as it is; pyhost.scgi.releases puts it live. The commit of a git source, which the controller
+archived, goes into HOME/releases/ID/commit (status.yml shows it); never what the archive says of itself (any
+archive can carry the pax comment that `git archive` writes).
 
-CODE_DIR is the code of one release, HOME/releases/ID/code, ID naming the
-archive (the start of its sha256): a release already unpacked is left as it
-is. pyhost-scgi-release puts it live. COMMIT, for a git source, is the commit
-the controller archived, which goes into HOME/releases/ID/commit (status.yml
-shows it); never what the archive says of itself (any archive can carry the
-pax comment that `git archive` writes).
+On a front end that does not run the app, the archive holds the static files the app collected on a worker, and
+comes out with the same checks, owned by root and readable by Apache's group, without byte-compiling.
 
-The second form is for a front end that does not run the app: ARCHIVE holds
-the static files the app collected on a worker, and comes out in STATIC_DIR
-with the same checks, owned by root and readable by WEB_GROUP (Apache's),
-without byte-compiling.
+Runs as root, and the archive may be hostile: it comes from the app's operator, or is packed from a directory
+that the app's own code may have written. So:
 
-Runs as root, and the archive may be hostile: it comes from the app's
-operator, or is packed from a directory that the app's own code may have
-written. So:
+* every member is checked before anything is written: only regular files, directories and symbolic links whose
+  target stays inside the tree, no absolute path, no '..', no member below a symbolic link, no name twice.
+  Device nodes, FIFOs and hard links are refused. The first offending member fails the app, by name;
+* the new tree is unpacked into CODE.new, inside the app's root-owned home, where the app cannot create,
+  replace or rename anything; links are made last, so nothing is ever written through one;
+* the tree belongs to root, readable by the app's group only (directories 0750, files 0640, or 0750 where the
+  archive made them executable);
+* it is byte-compiled here, because at run time the code is read-only to the app (ProtectSystem=strict);
+  compiling parses, it runs nothing.
 
-* every member is checked before anything is written: only regular files,
-  directories and symbolic links whose target stays inside the tree, no
-  absolute path, no '..', no member below a symbolic link, no name twice.
-  Device nodes, FIFOs and hard links are refused. The first offending member
-  fails the deploy, by name;
-* the new tree is unpacked into CODE_DIR.new, inside the app's root-owned
-  home, where the app cannot create, replace or rename anything; links are
-  made last, so nothing is ever written through one;
-* the tree belongs to root, readable by the app's group only (directories
-  0750, files 0640, or 0750 where the archive made them executable);
-* it is byte-compiled here, because at run time the code is read-only to the
-  app (ProtectSystem=strict); compiling parses, it runs nothing.
-
-A tree comes in with a rename, whole: a release directory that has its code
-has all of it. The static files of a front end replace the live ones the
-same way, and a stamp of the archive they came from makes a repeated run a
-no-op. Prints "unpacked" when it changed anything, "unchanged" otherwise.
+A tree comes in with a rename, whole: a release directory that has its code has all of it. The static files of
+a front end replace the live ones the same way, and a stamp of the archive they came from makes a repeated run
+a no-op.
 """
 
 from __future__ import annotations
 
+import filecmp
 import grp
-import hashlib
 import os
 import posixpath
 import re
@@ -52,12 +42,7 @@ import sys
 import tarfile
 from collections.abc import Iterable
 
-USAGE = ("usage: pyhost-scgi-unpack APP ARCHIVE CODE_DIR [COMMIT]\n"
-         "       pyhost-scgi-unpack --static WEB_GROUP APP ARCHIVE STATIC_DIR")
-
-
-class Refused(Exception):
-    """An archive member that must not come out of an app's archive."""
+from ansible_collections.pyhost.scgi.plugins.module_utils.files import Refused, sha256
 
 
 def checked_members(members: Iterable[tarfile.TarInfo]) -> list[tarfile.TarInfo]:
@@ -134,7 +119,8 @@ def extract(archive: str, target: str) -> None:
                 os.symlink(member.linkname, path)
                 continue
             source = tar.extractfile(member)
-            assert source is not None
+            if source is None:
+                raise Refused(f"{member.name!r}: no data")
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
             with source, os.fdopen(os.open(path, flags, 0o600), "wb") as out:
                 shutil.copyfileobj(source, out)
@@ -154,6 +140,13 @@ def hand_over(tree: str, gid: int) -> None:
             os.chmod(path, 0o750 if os.path.isdir(path) or owner_x else 0o640)
 
 
+def gid(group: str) -> int:
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise Refused(f"there is no group {group!r}") from None
+
+
 def swap(new: str, live: str) -> None:
     """Put NEW in place of LIVE."""
     old = live + ".old"
@@ -169,13 +162,15 @@ def swap(new: str, live: str) -> None:
 COMMIT_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 or SHA-256 repositories
 
 
-def unpack_release(archive: str, code: str, group: str, commit: str = "") -> str:
+def unpack_release(archive: str, code: str, group: str, commit: str = "", check_mode: bool = False) -> bool:
     """Unpack ARCHIVE as CODE, the code of a release, unless it is there; byte-compile it. COMMIT, the git
-    commit it was archived from, is recorded beside it."""
+    commit it was archived from, is recorded beside it. Whether it unpacked (or would, in check mode)."""
     if commit and not COMMIT_RE.fullmatch(commit):
-        raise ValueError(f"{commit!r} is not a commit id")
+        raise Refused(f"{commit!r} is not a commit id")
     if os.path.isdir(code):
-        return "unchanged"
+        return False
+    if check_mode:
+        return True
     # The release directory: root's, and like the home, passable but not listable.
     if not os.path.isdir(os.path.dirname(code)):
         os.mkdir(os.path.dirname(code))
@@ -184,69 +179,70 @@ def unpack_release(archive: str, code: str, group: str, commit: str = "") -> str
     if os.path.lexists(new):
         shutil.rmtree(new)
     extract(archive, new)
-    subprocess.run(["python3", "-m", "compileall", "-q", "-j", "0", "-s", new, "-p", code, new],
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "-s", new, "-p", code, new],
                    check=True, stdout=subprocess.DEVNULL)
-    hand_over(new, grp.getgrnam(group).gr_gid)
+    hand_over(new, gid(group))
     if commit:
         with open(os.path.join(os.path.dirname(code), "commit"), "w", encoding="ascii") as record:
             record.write(commit + "\n")
     os.rename(new, code)
-    return "unpacked"
+    return True
 
 
-def unpack_static(archive: str, static: str, group: str) -> str:
-    """Replace STATIC with the content of ARCHIVE, unless the stamp says it came from that archive."""
+def unpack_static(archive: str, static: str, group: str, check_mode: bool = False) -> bool:
+    """Replace STATIC with the content of ARCHIVE, unless the stamp says it came from that archive. Whether it
+    did (or would, in check mode)."""
     stamp = archive + ".unpacked"
-    digest = hashlib.sha256()
-    with open(archive, "rb") as data:
-        # Not hashlib.file_digest: Ubuntu 22.04's Python 3.10 lacks it.
-        for block in iter(lambda: data.read(1 << 20), b""):
-            digest.update(block)
+    digest = sha256(archive)
+    if digest is None:
+        raise FileNotFoundError(f"no archive {archive}")
     try:
         with open(stamp, encoding="utf-8") as done:
-            if os.path.isdir(static) and done.read().strip() == digest.hexdigest():
-                return "unchanged"
+            if os.path.isdir(static) and done.read().strip() == digest:
+                return False
     except FileNotFoundError:
         pass
+    if check_mode:
+        return True
     new = static + ".new"
     if os.path.lexists(new):
         shutil.rmtree(new)
     extract(archive, new)
-    hand_over(new, grp.getgrnam(group).gr_gid)
+    hand_over(new, gid(group))
     swap(new, static)
     with open(stamp, "w", encoding="utf-8") as done:
-        done.write(digest.hexdigest() + "\n")
-    return "unpacked"
+        done.write(digest + "\n")
+    return True
 
 
-def main(argv: list[str]) -> int:
-    static_copy = argv[:1] == ["--static"]
-    if static_copy and len(argv) == 5:
-        web_group, app, archive, target = argv[1:]
-        what = "static archive"
-
-        def run() -> str:
-            return unpack_static(archive, target, web_group)
-    elif not static_copy and len(argv) in (3, 4):
-        app, archive, code, commit = [*argv, ""][:4]
-        what = "code archive"
-
-        def run() -> str:
-            return unpack_release(archive, code, app, commit)
-    else:
-        print(USAGE, file=sys.stderr)
-        return 2
-    os.umask(0o027)
-    try:
-        print(run())
-    except (Refused, tarfile.TarError) as error:
-        print(f"pyhost-scgi-unpack: app {app}: the {what} is refused: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:
-        print(f"pyhost-scgi-unpack: app {app}: cannot unpack the {what}: {error}", file=sys.stderr)
-        return 1
-    return 0
+def same_bytes(one: str, other: str) -> bool:
+    return os.path.isfile(other) and filecmp.cmp(one, other, shallow=False)
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+def pack_static(run, app: str, directory: str, archive: str, max_size: int) -> bool:
+    """Pack an app's static DIRECTORY into ARCHIVE (root's), as APP, so that root reads nothing the app could
+    redirect with a link; RUN has AnsibleModule.run_command's signature. A file the app made unreadable, or a tree
+    over MAX_SIZE bytes (apparent size: sparse files count in full), is refused. Sparse files travel as their
+    data, not their holes. Whether ARCHIVE changed."""
+    as_app = ["runuser", "-u", app, "--"]
+    rc, out, err = run([*as_app, "du", "--summarize", "--apparent-size", "--block-size=1", "--", directory])
+    if rc != 0:
+        raise Refused(f"a file cannot be read as the app: {err.strip()}")
+    size = int(out.split()[0])
+    if size > max_size:
+        raise Refused(f"they take {size} bytes, more than scgi_site_static_max_size ({max_size})")
+    new = archive + ".new"
+    if os.path.lexists(new):
+        os.unlink(new)
+    with os.fdopen(os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600), "wb") as out:
+        packed = subprocess.run([*as_app, "tar", "--create", "--file=-", f"--directory={directory}", "--format=gnu",
+                                 "--sparse", "--sort=name", "--owner=0", "--group=0", "--numeric-owner", "."],
+                                stdout=out, stderr=subprocess.PIPE, check=False)
+    if packed.returncode != 0:
+        os.unlink(new)
+        raise Refused(f"tar failed as the app: {packed.stderr.decode(errors='replace').strip()}")
+    if same_bytes(new, archive):
+        os.unlink(new)
+        return False
+    os.rename(new, archive)
+    return True

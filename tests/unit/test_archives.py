@@ -1,12 +1,12 @@
-"""pyhost-scgi-unpack: what comes out of an app's archive, which may be hostile."""
+"""pyhost.scgi.archives and its module_utils: what comes out of an app's archive, which may be hostile, and the
+static files a worker packs as the app for a front end."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import io
 import grp
 import os
+import pwd
 import stat
 import subprocess
 import tarfile
@@ -14,11 +14,24 @@ from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "roles/scgi_worker/files/pyhost-scgi-unpack"
-_LOADER = importlib.machinery.SourceFileLoader("pyhost_scgi_unpack", str(_PATH))
-_SPEC = importlib.util.spec_from_loader("pyhost_scgi_unpack", _LOADER)
-unpack = importlib.util.module_from_spec(_SPEC)
-_LOADER.exec_module(unpack)
+from ansible_collections.pyhost.scgi.plugins.module_utils import archives as unpack
+from ansible_collections.pyhost.scgi.plugins.module_utils.files import Refused
+from conftest import plugin
+
+module = plugin("modules/archives.py")
+GROUP = grp.getgrgid(os.getgid()).gr_name
+USER = pwd.getpwuid(os.getuid()).pw_name
+
+
+def run_command(argv: list[str]) -> tuple[int, str, str]:
+    """AnsibleModule.run_command, as the module is given it."""
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return done.returncode, done.stdout, done.stderr
+
+
+def apply(action: str, apps: list[dict], **params) -> tuple[list[str], dict]:
+    return module.apply(run_command, {"action": action, "apps": apps, "releases": {}, "commits": {},
+                                      "web_group": GROUP, "max_size": 1 << 30, **params}, False)
 
 
 def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", data: bytes = b"x", mode: int = 0o644):
@@ -28,8 +41,8 @@ def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", data: bytes
     return info, (io.BytesIO(data) if kind == tarfile.REGTYPE else None)
 
 
-def archive(tmp_path: Path, *members) -> str:
-    path = tmp_path / "code.tar.gz"
+def archive(tmp_path: Path, *members, name: str = "code.tar.gz") -> str:
+    path = tmp_path / name
     with tarfile.open(path, "w:gz") as tar:
         for info, data in members:
             tar.addfile(info, data)
@@ -87,18 +100,26 @@ def test_files_dirs_and_in_tree_links_come_out_root_owned_readable_by_the_group(
 def test_hostile_members_are_refused_before_anything_is_written(tmp_path, members, refused):
     path = archive(tmp_path, member("ok.py"), *members)
     target = tmp_path / "code.new"
-    with pytest.raises(unpack.Refused) as error:
+    with pytest.raises(Refused) as error:
         unpack.extract(path, str(target))
     assert refused in str(error.value)
     assert list(target.iterdir()) == []
 
 
-def test_a_refused_archive_fails_the_command_naming_the_app_and_the_member(tmp_path, capsys):
-    path = archive(tmp_path, member("disk", tarfile.BLKTYPE))
-    code = tmp_path / "code"
-    assert unpack.main(["blog", path, str(code)]) == 1
-    assert "app blog: the code archive is refused: 'disk': a device node" in capsys.readouterr().err
-    assert not code.exists()
+def test_a_refused_archive_fails_its_app_naming_the_member_and_the_others_unpack(tmp_path, main_umask):
+    # The good app is named after the test's own group, which reads its code.
+    names = ("blog", GROUP, "wiki")
+    for name in names:
+        (tmp_path / name / "releases").mkdir(parents=True)
+    archive(tmp_path / "blog", member("disk", tarfile.BLKTYPE), name="code.tar")
+    archive(tmp_path / GROUP, member("wsgi.py"), name="code.tar")
+    apps = [{"name": name, "deploy_dir": str(tmp_path / name)} for name in names]
+    # wiki has no release of this run: left alone.
+    changed, failed = apply("unpack_code", apps, releases={name: str(tmp_path / name / "releases/0123") for name in names[:2]})
+    assert changed == [GROUP] and (tmp_path / GROUP / "releases/0123/code/wsgi.py").exists()
+    assert failed == {"blog": "app blog: the code archive is refused: 'disk': a device node "
+                              "(only files, directories and links inside the code)"}
+    assert not (tmp_path / "blog/releases/0123/code").exists()
 
 
 @pytest.fixture
@@ -113,35 +134,55 @@ def test_a_release_is_unpacked_once_whole_and_compiled(tmp_path, main_umask):
     path = archive(tmp_path, member("./app/wsgi.py", data=b"application = None\n"))
     (tmp_path / "home/releases").mkdir(parents=True)
     code = tmp_path / "home/releases/0123/code"
-    assert unpack.unpack_release(path, str(code), grp.getgrgid(os.getgid()).gr_name) == "unpacked"
+    assert unpack.unpack_release(path, str(code), GROUP, check_mode=True) is True
+    assert not code.parent.exists()
+    assert unpack.unpack_release(path, str(code), GROUP) is True
     assert (code / "app/wsgi.py").read_bytes() == b"application = None\n"
     assert list((code / "app/__pycache__").iterdir())
     assert stat.S_IMODE(os.stat(code.parent).st_mode) == 0o711
     assert not (code.parent / "code.new").exists()
     # A release that is there stays as it is: its processes may be running on it.
     (code / "app/wsgi.py").chmod(0o600)
-    assert unpack.unpack_release(path, str(code), grp.getgrgid(os.getgid()).gr_name) == "unchanged"
+    assert unpack.unpack_release(path, str(code), GROUP) is False
     assert stat.S_IMODE(os.stat(code / "app/wsgi.py").st_mode) == 0o600
 
 
-def test_a_workers_static_files_come_out_on_a_front_end_readable_by_apache_and_uncompiled(tmp_path):
-    """--static: a front end that does not run the app gets the static files a worker collected."""
-    path = archive(tmp_path, member("./css/site.css", data=b"body{}"), member("./js/app.py", data=b"x = 1\n"))
+def test_a_workers_static_files_come_out_on_a_front_end_readable_by_apache_and_uncompiled(tmp_path, main_umask):
+    """A front end that does not run the app gets the static files a worker collected."""
+    archive(tmp_path, member("./css/site.css", data=b"body{}"), member("./js/app.py", data=b"x = 1\n"), name="static.tar")
     target = tmp_path / "static"
-    group = grp.getgrgid(os.getgid()).gr_name
-    assert unpack.main(["--static", group, "blog", path, str(target)]) == 0
+    blog = {"name": "blog", "deploy_dir": str(tmp_path), "static": {"dir": str(target)}}
+    assert module.apply(run_command, {"action": "unpack_static", "apps": [blog], "web_group": GROUP}, True) == (["blog"], {})
+    assert not target.exists()
+    assert apply("unpack_static", [blog]) == (["blog"], {})
     assert (target / "css/site.css").read_bytes() == b"body{}"
     assert not (target / "js/__pycache__").exists()
     assert stat.S_IMODE(os.stat(target / "css/site.css").st_mode) == 0o640
-    assert unpack.main(["--static", group, "blog", path, str(target)]) == 0  # the stamp: unchanged
+    assert apply("unpack_static", [blog]) == ([], {})  # the stamp: unchanged
 
 
-def test_a_hostile_static_archive_is_refused_naming_the_app(tmp_path, capsys):
-    path = archive(tmp_path, member("shadow", tarfile.SYMTYPE, link="/etc/shadow"))
-    group = grp.getgrgid(os.getgid()).gr_name
-    assert unpack.main(["--static", group, "blog", path, str(tmp_path / "static")]) == 1
-    assert "app blog: the static archive is refused: 'shadow'" in capsys.readouterr().err
+def test_a_hostile_static_archive_is_refused_naming_the_app(tmp_path):
+    archive(tmp_path, member("shadow", tarfile.SYMTYPE, link="/etc/shadow"), name="static.tar")
+    blog = {"name": "blog", "deploy_dir": str(tmp_path), "static": {"dir": str(tmp_path / "static")}}
+    changed, failed = apply("unpack_static", [blog])
+    assert changed == [] and failed["blog"].startswith("app blog: the static archive is refused: 'shadow'")
     assert not (tmp_path / "static").exists()
+
+
+def test_static_files_are_packed_as_the_app_once_and_refused_over_the_size(tmp_path, main_umask):
+    (tmp_path / "static/css").mkdir(parents=True)
+    (tmp_path / "static/css/site.css").write_text("body{}")
+    (tmp_path / "deploy").mkdir()
+    blog = {"name": USER, "deploy_dir": str(tmp_path / "deploy"), "static": {"dir": str(tmp_path / "static")}}
+    assert apply("pack_static", [blog]) == ([USER], {})
+    with tarfile.open(tmp_path / "deploy/static.tar") as packed:
+        assert sorted(packed.getnames()) == [".", "./css", "./css/site.css"]
+        assert {(info.uid, info.gid) for info in packed.getmembers()} == {(0, 0)}
+    assert stat.S_IMODE(os.stat(tmp_path / "deploy/static.tar").st_mode) == 0o600
+    assert apply("pack_static", [blog]) == ([], {})
+    assert apply("pack_static", [blog], max_size=5) == ([], {
+        USER: f"app {USER}: its static files are refused: they take {4096 * 2 + 6} bytes, more than "
+              "scgi_site_static_max_size (5)"})
 
 
 def test_a_release_records_the_commit_the_run_names_and_never_the_archives_own(tmp_path, main_umask):
@@ -158,12 +199,12 @@ def test_a_release_records_the_commit_the_run_names_and_never_the_archives_own(t
     group = grp.getgrgid(os.getgid()).gr_name
     (tmp_path / "home/releases").mkdir(parents=True)
     code = tmp_path / "home/releases/0123/code"
-    assert unpack.unpack_release(str(tmp_path / "code.tar"), str(code), group, commit) == "unpacked"
+    assert unpack.unpack_release(str(tmp_path / "code.tar"), str(code), group, commit) is True
     assert (code.parent / "commit").read_text() == commit + "\n"
     assert (code / "wsgi.py").exists()
     # The same archive as a plain archive source: its pax comment is no commit of a release.
     plain = tmp_path / "home/releases/4567/code"
-    assert unpack.unpack_release(str(tmp_path / "code.tar"), str(plain), group) == "unpacked"
+    assert unpack.unpack_release(str(tmp_path / "code.tar"), str(plain), group) is True
     assert not (plain.parent / "commit").exists()
-    with pytest.raises(ValueError, match="is not a commit id"):
+    with pytest.raises(Refused, match="is not a commit id"):
         unpack.unpack_release(str(tmp_path / "code.tar"), str(tmp_path / "home/releases/89ab/code"), group, "HEAD")
