@@ -227,10 +227,10 @@ def pack_static(run, app: str, directory: str, archive: str, max_size: int) -> b
     as_app = ["runuser", "-u", app, "--"]
     rc, out, err = run([*as_app, "du", "--summarize", "--apparent-size", "--block-size=1", "--", directory])
     if rc != 0:
-        raise Refused(f"a file cannot be read as the app: {err.strip()}")
+        raise Refused(f"cannot be read as the app: {err.strip()}")
     size = int(out.split()[0])
     if size > max_size:
-        raise Refused(f"they take {size} bytes, more than scgi_site_static_max_size ({max_size})")
+        raise Refused(f"take {size} bytes, more than scgi_site_static_max_size ({max_size})")
     new = archive + ".new"
     if os.path.lexists(new):
         os.unlink(new)
@@ -240,7 +240,7 @@ def pack_static(run, app: str, directory: str, archive: str, max_size: int) -> b
                                 stdout=out, stderr=subprocess.PIPE, check=False)
     if packed.returncode != 0:
         os.unlink(new)
-        raise Refused(f"tar failed as the app: {packed.stderr.decode(errors='replace').strip()}")
+        raise Refused(f"cannot be packed as the app: {packed.stderr.decode(errors='replace').strip()}")
     if same_bytes(new, archive):
         os.unlink(new)
         return False

@@ -91,12 +91,12 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pyhost.scgi.plugins.module_utils import archives
 from ansible_collections.pyhost.scgi.plugins.module_utils.files import Refused
 
-# What an app's failure says, by action, before its reason: when its archive or tree is refused, and when the
+# What an app's failure says, by action, around its reason: when its archive or tree is refused, and when the
 # host could not do it.
-REFUSED = {"unpack_code": "the code archive is refused", "pack_static": "its static files are refused",
-           "unpack_static": "the static archive is refused"}
-FAILED = {"unpack_code": "cannot unpack the code archive", "pack_static": "its static files cannot be packed",
-          "unpack_static": "cannot unpack the static archive"}
+REFUSED = {"unpack_code": "the code archive is refused: {}", "pack_static": "its static files {}",
+           "unpack_static": "the static archive is refused: {}"}
+FAILED = {"unpack_code": "cannot unpack the code archive: {}", "pack_static": "its static files cannot be packed: {}",
+          "unpack_static": "cannot unpack the static archive: {}"}
 
 
 def step(run, params, app, check_mode):
@@ -121,9 +121,9 @@ def apply(run, params, check_mode):
             if step(run, params, app, check_mode):
                 changed.append(name)
         except (Refused, tarfile.TarError) as exc:
-            failed[name] = f"app {name}: {REFUSED[params['action']]}: {exc}"
+            failed[name] = f"app {name}: " + REFUSED[params["action"]].format(exc)
         except OSError as exc:
-            failed[name] = f"app {name}: {FAILED[params['action']]}: {exc}"
+            failed[name] = f"app {name}: " + FAILED[params["action"]].format(exc)
     return changed, failed
 
 

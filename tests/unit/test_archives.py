@@ -181,7 +181,7 @@ def test_static_files_are_packed_as_the_app_once_and_refused_over_the_size(tmp_p
     assert stat.S_IMODE(os.stat(tmp_path / "deploy/static.tar").st_mode) == 0o600
     assert apply("pack_static", [blog]) == ([], {})
     assert apply("pack_static", [blog], max_size=5) == ([], {
-        USER: f"app {USER}: its static files are refused: they take {4096 * 2 + 6} bytes, more than "
+        USER: f"app {USER}: its static files take {4096 * 2 + 6} bytes, more than "
               "scgi_site_static_max_size (5)"})
 
 
