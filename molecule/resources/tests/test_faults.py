@@ -147,12 +147,14 @@ def test_a_hostile_archive_and_a_failing_pip_leave_their_apps_out_and_the_others
     no_database = {"name": "nodatabase", "server_name": "nodatabase.test", "source": django_app["source"],
                    "wsgi": django_app["wsgi"], "django": django_app["django"],
                    "env": {"DEMO_DATABASE_HOST": "192.0.2.1"}}  # TEST-NET-1, and the sandbox allows localhost only
-    # And a new app, whose site Apache has never served: the front ends serve it all the same.
+    # And a new app, whose site Apache has never served: the front ends serve it all the same, over HTTPS.
     neighbour = {"name": "neighbour", "server_name": "neighbour.test", "source": {"path": HELLO},
-                 "wsgi": "hello:application"}
+                 "wsgi": "hello:application", "tls": {"certificate": "self_signed"}}
     status, output = run_site(scgi_apps=[*apps, no_branch, hostile, no_package, no_database, neighbour])
     assert status != 0
     assert fetch(neighbour, "/").json()["user"] == "neighbour"
+    neighbour_pem = host.file("/etc/apache2/pyhost-scgi-tls/scgi-site-neighbour.test.pem")
+    assert neighbour_pem.exists
     assert "App nobranch: its git source could not be fetched." in output, output[-3000:]
     assert "field 'source.git.version': deleted-branch is not a branch, tag or commit of" in output
     assert not host.file("/srv/scgi/nobranch/code").exists
@@ -176,6 +178,8 @@ def test_a_hostile_archive_and_a_failing_pip_leave_their_apps_out_and_the_others
     assert status == 0, output[-3000:]
     assert not host.file("/srv/scgi/hostile").exists
     assert not host.file("/srv/scgi/nopackage").exists
+    # The key and certificate of a site whose app went, removed with its vhost.
+    assert not neighbour_pem.exists
     assert fetch(HELLO_APP, probe_path(HELLO_APP)).json()["greeting"] == HELLO_APP.get("env", {}).get("HELLO_GREETING")
 
 
