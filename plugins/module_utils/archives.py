@@ -179,8 +179,10 @@ def unpack_release(archive: str, code: str, group: str, commit: str = "", check_
     if os.path.lexists(new):
         shutil.rmtree(new)
     extract(archive, new)
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "-s", new, "-p", code, new],
-                   check=True, stdout=subprocess.DEVNULL)
+    compiled = subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "-s", new, "-p", code, new],
+                              capture_output=True, text=True, check=False)
+    if compiled.returncode != 0:
+        raise Refused(f"its Python does not compile: {(compiled.stdout + compiled.stderr).strip()[-2000:]}")
     hand_over(new, gid(group))
     if commit:
         with open(os.path.join(os.path.dirname(code), "commit"), "w", encoding="ascii") as record:

@@ -120,7 +120,7 @@ def apply(params, check_mode):
             else:
                 rolled_back_to[name] = releases.rollback(name, home, publish, check_mode)
                 done = True
-        except (Refused, OSError) as exc:
+        except (Refused, OSError, KeyError) as exc:  # KeyError: no such user or group
             failed[name] = f"app {name}: {exc}"
             continue
         if done:

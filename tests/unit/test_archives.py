@@ -122,6 +122,19 @@ def test_a_refused_archive_fails_its_app_naming_the_member_and_the_others_unpack
     assert not (tmp_path / "blog/releases/0123/code").exists()
 
 
+def test_code_that_does_not_compile_fails_its_app_alone(tmp_path, main_umask):
+    for name in ("blog", GROUP):
+        (tmp_path / name / "releases").mkdir(parents=True)
+    archive(tmp_path / "blog", member("wsgi.py", data=b"print 'python 2'\n"), name="code.tar")
+    archive(tmp_path / GROUP, member("wsgi.py", data=b"application = None\n"), name="code.tar")
+    apps = [{"name": name, "deploy_dir": str(tmp_path / name)} for name in ("blog", GROUP)]
+    changed, failed = apply("unpack_code", apps, releases={name: str(tmp_path / name / "releases/0123") for name in ("blog", GROUP)})
+    assert changed == [GROUP]
+    assert failed["blog"].startswith("app blog: the code archive is refused: its Python does not compile: ")
+    assert "SyntaxError" in failed["blog"]
+    assert not (tmp_path / "blog/releases/0123/code").exists()
+
+
 @pytest.fixture
 def main_umask():
     """The umask main sets."""
